@@ -1,0 +1,30 @@
+# The two commands: `make demo` and `make test`. Both bootstrap .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench bench-ingest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstall only when the package metadata changes (idempotent and quick on re-runs).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/decayrec demo --workdir .demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: bench-ingest
+
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py --rows 1000000 --out bench/results/ingest.json
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache
