@@ -1,0 +1,1 @@
+"""Reading events in: raw batches, dataset formats, validation and the quarantine file."""
