@@ -1,0 +1,75 @@
+"""The command line as CONTRACT.md section 2 fixes it: help, exit codes, outputs, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent / "decayrec"
+CMD = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "decayrec.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["", "ingest", "export", "demo"])
+def test_every_command_has_help(command):
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_ingest_then_export(write_csv, tmp_path):
+    path = write_csv(["u1,i1,view,2017-11-25T08:00:00Z,,,,", "u2,i1,view,bad,,,,", "u1,i1,view,2017-11-25T08:00:00Z,,,,"])
+    result = run("ingest", str(path), "--store", str(tmp_path / "s"), "--quarantine", str(tmp_path / "q.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "kept 1 + quarantined 1 + duplicates 1 = rows read 3" in result.stdout
+    assert (tmp_path / "q.csv").exists()
+    out = tmp_path / "out.csv"
+    result = run("export", "--store", str(tmp_path / "s"), "--out", str(out), "--at", "2017-11-25T08:00:00Z")
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="") as fh:
+        assert list(csv.reader(fh)) == [
+            ["user_id", "item_id", "event", "timestamp", "category_id", "price", "quantity", "session_id"],
+            ["u1", "i1", "view", "2017-11-25T08:00:00Z", "", "", "", ""],
+        ]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["ingest", "{tmp}/missing.csv", "--store", "{tmp}/s"], "does not exist"),
+        (["ingest", "{csv}", "--store", "{tmp}/s", "--format", "nope"], "unknown --format"),
+        (["export", "--store", "{tmp}/none", "--out", "{tmp}/o.csv"], "not a decayrec store"),
+        (["export", "--store", "{tmp}/s2", "--out", "{tmp}/o.csv", "--at", "tomorrow"], "not a time"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, fragment, write_csv, tmp_path):
+    csv_path = write_csv(["u1,i1,view,2017-11-25T08:00:00Z,,,,"])
+    run("ingest", str(csv_path), "--store", str(tmp_path / "s2"))
+    result = run(*[a.format(tmp=tmp_path, csv=csv_path) for a in args])
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert not (tmp_path / "s").exists() or "nope" not in args  # an unknown format creates no store
+
+
+def test_usage_error_exits_2():
+    assert run("ingest").returncode == 2
+    assert run("no-such-command").returncode == 2
+
+
+def test_demo_runs_and_summarises(tmp_path):
+    result = run("demo", "--workdir", str(tmp_path / "demo"), "--users", "60")
+    assert result.returncode == 0, result.stderr
+    assert "what is in the store" in result.stdout and "purchase" in result.stdout
+    assert (tmp_path / "demo" / "store" / "events.duckdb").exists()
+    again = run("demo", "--workdir", str(tmp_path / "demo"), "--users", "60")
+    assert again.returncode == 0 and again.stdout.count("kept") == result.stdout.count("kept")
