@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-ingest clean
+.PHONY: demo test bench bench-ingest bench-decay clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-ingest
+bench: bench-ingest bench-decay
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --rows 1000000 --out bench/results/ingest.json
+
+bench-decay: $(STAMP)
+	$(BIN)/python bench/bench_decay.py --out bench/results/decay.json
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache
