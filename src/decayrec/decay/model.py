@@ -1,0 +1,153 @@
+"""The fitted decay: half-lives per category and per event type, event weights, excitation.
+
+A :class:`DecayModel` is what ``decayrec fit-decay`` writes (DECAY.json) and what profiles,
+features and the service read. It is plain data: JSON in, JSON out, no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from decayrec import schema
+from decayrec.errors import InputError
+from decayrec.timeparse import iso, parse_time
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HalfLife:
+    """One fitted half-life in days, with its profile-likelihood 95% interval and support."""
+
+    days: float
+    low: float
+    high: float
+    mle: float
+    events: int
+    points: int
+
+
+@dataclass(frozen=True)
+class DecayModel:
+    """Learned decay of interest.
+
+    Attributes
+    ----------
+    global_half_life
+        The half-life pooled over all categories (days): the fallback for unknown keys.
+    by_category
+        Category id -> :class:`HalfLife` (shrunk toward the pooled value when sparse).
+    by_event
+        Event type -> :class:`HalfLife` from the pooled model with one kernel per type.
+    weights
+        Event type -> relative weight of its contribution to interest (the largest is 1).
+    alpha_by_category
+        Category id -> excitation per unit of interest (events per day); ``alpha_global`` pools.
+    point_events
+        The event types treated as engagement points (the others only feed interest).
+    fitted_at
+        The fitting time: no event after it was read.
+    """
+
+    global_half_life: HalfLife
+    by_category: dict[str, HalfLife]
+    by_event: dict[str, HalfLife]
+    weights: dict[str, float]
+    alpha_by_category: dict[str, float]
+    alpha_global: float
+    point_events: tuple[str, ...]
+    fitted_at: datetime
+    prior_log_sd: float = 1.0
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    # -- lookups used by profiles and features -------------------------------------
+    def half_life_for(self, categories: pa.Array | np.ndarray | list) -> np.ndarray:
+        """Half-life in days for each category id (the pooled value for null or unknown ones); vectorised."""
+        import pyarrow.compute as pc
+
+        values = categories if isinstance(categories, (pa.Array, pa.ChunkedArray)) else pa.array(categories, pa.string())
+        names = pa.array(list(self.by_category), pa.string())
+        days = np.append(np.array([v.days for v in self.by_category.values()], dtype=float), self.global_half_life.days)
+        idx = pc.fill_null(pc.index_in(values, value_set=names), len(names)).to_numpy(zero_copy_only=False)
+        return days[idx]
+
+    def weight_for(self, events: pa.Array | np.ndarray | list) -> np.ndarray:
+        """The interest weight of each event (by canonical type)."""
+        table = np.array([self.weights.get(e, 0.0) for e in schema.EVENT_TYPES])
+        codes = event_codes(events)
+        return table[codes]
+
+    # -- persistence ------------------------------------------------------------------
+    def to_json_dict(self) -> dict[str, Any]:
+        """The DECAY.json object (CONTRACT.md: ``half_life_days.by_event``, ``.by_category``, ``fitted_at``)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "fitted_at": iso(self.fitted_at),
+            "half_life_days": {
+                "global": self.global_half_life.days,
+                "by_event": {k: v.days for k, v in self.by_event.items()},
+                "by_category": {k: v.days for k, v in self.by_category.items()},
+            },
+            "uncertainty": {
+                "method": "profile likelihood, 95% (log-likelihood within 1.92 of its maximum)",
+                "global": asdict(self.global_half_life),
+                "by_event": {k: asdict(v) for k, v in self.by_event.items()},
+                "by_category": {k: asdict(v) for k, v in self.by_category.items()},
+            },
+            "weights": self.weights,
+            "alpha": {"global": self.alpha_global, "by_category": self.alpha_by_category},
+            "point_events": list(self.point_events),
+            "prior_log_sd": self.prior_log_sd,
+            "diagnostics": self.diagnostics,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_json_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> "DecayModel":
+        try:
+            unc = data["uncertainty"]
+            return cls(
+                global_half_life=HalfLife(**unc["global"]),
+                by_category={k: HalfLife(**v) for k, v in unc["by_category"].items()},
+                by_event={k: HalfLife(**v) for k, v in unc["by_event"].items()},
+                weights={k: float(v) for k, v in data["weights"].items()},
+                alpha_by_category={k: float(v) for k, v in data["alpha"]["by_category"].items()},
+                alpha_global=float(data["alpha"]["global"]),
+                point_events=tuple(data["point_events"]),
+                fitted_at=parse_time(data["fitted_at"], option="fitted_at"),
+                prior_log_sd=float(data.get("prior_log_sd", 1.0)),
+                diagnostics=data.get("diagnostics", {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not a DECAY.json written by decayrec fit-decay ({exc})", "re-run decayrec fit-decay") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DecayModel":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path} does not exist", "write one with decayrec fit-decay") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} is not JSON ({exc})", "give the DECAY.json written by decayrec fit-decay") from None
+        return cls.from_json_dict(data)
+
+
+def event_codes(events: pa.Array | np.ndarray | list) -> np.ndarray:
+    """Canonical event type names -> their index in :data:`decayrec.schema.EVENT_TYPES`."""
+    import pyarrow.compute as pc
+
+    values = events if isinstance(events, (pa.Array, pa.ChunkedArray)) else pa.array(events, pa.string())
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(pa.string())
+    codes = pc.index_in(values, value_set=pa.array(schema.EVENT_TYPES)).to_numpy(zero_copy_only=False)
+    return np.asarray(codes, dtype=np.int64)

@@ -1,0 +1,128 @@
+"""Learned half-lives: recovery of the simulator's truth, no peeking, DECAY.json, held-out likelihood."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.decay.model import DecayModel
+from decayrec.errors import InputError
+from decayrec.simulate import SimConfig, simulate
+from decayrec.timeparse import parse_time
+
+
+@pytest.fixture(scope="module")
+def shop():
+    sim = simulate(SimConfig(n_users=2000, seed=0))
+    return sim, parse_time(sim.truth["end"])
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    sim, end = shop
+    return fit_decay(sim.events, end, FitConfig(fit_by_event=False))
+
+
+def test_recovers_the_true_half_lives(shop, fitted):
+    """Categories whose events follow the decay model (no scheduled re-buys) and have >= 1,000 points."""
+    sim, _ = shop
+    truth = sim.truth["half_life_days"]["by_category"]
+    consumable = set(sim.truth["consumable_cycles_days"])
+    errors = [
+        abs(fitted.by_category[c].days - h) / h
+        for c, h in truth.items()
+        if c not in consumable and fitted.by_category[c].points >= 1000
+    ]
+    assert len(errors) >= 15
+    assert np.median(errors) <= 0.10
+    # short half-lives are pinned down tightly
+    short = [c for c, h in truth.items() if h < 3 and c not in consumable]
+    assert all(abs(fitted.by_category[c].days / truth[c] - 1) < 0.15 for c in short)
+
+
+def test_intervals_bracket_the_estimates(fitted):
+    for hl in fitted.by_category.values():
+        assert hl.low <= hl.days <= hl.high
+    g = fitted.global_half_life
+    assert g.low < g.days < g.high and g.high / g.low < 1.5  # 160k events pin the pooled value
+
+
+def test_event_weights_follow_the_truth(shop, fitted):
+    sim, _ = shop
+    w, truth = fitted.weights, sim.truth["event_weights"]
+    assert max(w.values()) == 1.0
+    assert w["click"] / w["view"] == pytest.approx(truth["click"] / truth["view"], rel=0.2)
+    # carts, favourites and purchases say more than views and clicks
+    assert min(w["cart"], w["fav"], w["purchase"]) > 1.5 * w["click"]
+
+
+def test_no_peeking_past_now(shop):
+    sim, end = shop
+    small = sim.events.slice(0, 40_000)
+    now = small["timestamp"][-1].as_py() - timedelta(days=3)
+    config = FitConfig(fit_by_event=False, grid_points=9, em_iterations=15)
+    base = fit_decay(small, now, config)
+    later = small.filter(pa.compute.greater(small["timestamp"], pa.scalar(now, small["timestamp"].type)))
+    assert later.num_rows > 0
+    # rewrite everything after `now` (other users, events, times): the fit must not change
+    scrambled = later.set_column(0, "user_id", pa.array(["intruder"] * later.num_rows))
+    changed = pa.concat_tables([small.filter(pa.compute.less_equal(small["timestamp"], pa.scalar(now, small["timestamp"].type))), scrambled])
+    again = fit_decay(changed, now, config)
+    a, b = base.to_json_dict(), again.to_json_dict()
+    a["diagnostics"].pop("seconds"), b["diagnostics"].pop("seconds")
+    assert a == b
+
+
+def test_decay_json_contract_and_round_trip(fitted, tmp_path):
+    path = tmp_path / "DECAY.json"
+    fitted.save(path)
+    doc = json.loads(path.read_text())
+    assert set(doc["half_life_days"]["by_category"]) == set(fitted.by_category)
+    assert isinstance(doc["half_life_days"]["by_event"], dict)
+    assert doc["fitted_at"].endswith("Z")
+    assert all(v > 0 for v in doc["half_life_days"]["by_category"].values())
+    assert DecayModel.load(path) == fitted
+
+
+def test_bad_decay_json_is_a_clear_error(tmp_path):
+    path = tmp_path / "DECAY.json"
+    path.write_text('{"half_life_days": {}}')
+    with pytest.raises(InputError, match="fit-decay"):
+        DecayModel.load(path)
+
+
+def test_by_event_half_lives_are_fitted(shop):
+    sim, end = shop
+    small = sim.events.slice(0, 30_000)
+    model = fit_decay(small, small["timestamp"][-1].as_py(), FitConfig(grid_points=9, em_iterations=15))
+    assert set(model.by_event) == {"view", "click", "cart", "fav", "purchase"}
+    assert all(0.04 <= hl.days <= 365 for hl in model.by_event.values())
+
+
+def test_learned_half_lives_predict_the_next_window_better_than_fixed_ones(shop):
+    sim, end = shop
+    cutoff = end - timedelta(days=14)
+    model = fit_decay(sim.events, cutoff, FitConfig(fit_by_event=False, grid_points=9, em_iterations=20))
+    learned = {k: v.days for k, v in model.by_category.items()} | {"__global__": model.global_half_life.days}
+    scores = {
+        name: heldout_loglik(sim.events, cutoff, 14, h, model.weights, name=name).per_point
+        for name, h in [("learned", learned), ("7d", 7.0), ("30d", 30.0)]
+    }
+    assert scores["learned"] > scores["7d"] and scores["learned"] > scores["30d"]
+
+
+def test_too_little_history_is_an_input_error():
+    table = pa.table(
+        {
+            "user_id": ["a", "b"], "item_id": ["i", "j"], "event": ["view", "view"],
+            "timestamp": pa.array(np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[us]"), pa.timestamp("us")),
+            "category_id": ["c", "c"],
+        }
+    )
+    with pytest.raises(InputError, match="too few"):
+        fit_decay(table, parse_time("2020-02-01"))
