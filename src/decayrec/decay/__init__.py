@@ -19,9 +19,23 @@ from decayrec.decay.kernels import (
     to_days,
 )
 from decayrec.decay.state import DecayState
+from decayrec.decay.model import DecayModel, HalfLife
+from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.decay.strength import StrengthModel
+from decayrec.decay.profile import Profile, build_profile, build_profiles, interest_table
 
 __all__ = [
+    "DecayModel",
     "DecayState",
+    "FitConfig",
+    "HalfLife",
+    "Profile",
+    "StrengthModel",
+    "build_profile",
+    "build_profiles",
+    "fit_decay",
+    "heldout_loglik",
+    "interest_table",
     "IdMap",
     "PairMap",
     "counts",
