@@ -19,7 +19,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CMD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["", "ingest", "export", "demo"])
+@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile"])
 def test_every_command_has_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.returncode == 0, result.stderr
@@ -73,3 +73,37 @@ def test_demo_runs_and_summarises(tmp_path):
     assert (tmp_path / "demo" / "store" / "events.duckdb").exists()
     again = run("demo", "--workdir", str(tmp_path / "demo"), "--users", "60")
     assert again.returncode == 0 and again.stdout.count("kept") == result.stdout.count("kept")
+
+
+@pytest.fixture(scope="module")
+def small_shop(tmp_path_factory):
+    from decayrec.simulate import SimConfig, simulate
+
+    directory = tmp_path_factory.mktemp("shop")
+    events, _ = simulate(SimConfig(n_users=150, n_categories=6, n_items=120, days=90, seed=2)).write(directory)
+    return events
+
+
+def test_fit_decay_and_profile(small_shop, tmp_path):
+    import json
+
+    decay = tmp_path / "DECAY.json"
+    result = run("fit-decay", "--events", str(small_shop), "--out", str(decay), "--grid-points", "7")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(decay.read_text())
+    assert {"by_event", "by_category"} <= set(doc["half_life_days"]) and "fitted_at" in doc
+    user = small_shop.read_text().splitlines()[1].split(",")[0]
+    profile_json = tmp_path / "p.json"
+    result = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(profile_json))
+    assert result.returncode == 0, result.stderr
+    assert f"profile of {user}" in result.stdout
+    prof = json.loads(profile_json.read_text())
+    assert prof["user_id"] == user and prof["categories"]["n_live"] + prof["categories"]["n_faded"] >= 1
+    png = tmp_path / "p.png"
+    result = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(png), "--at", "2024-02-15")
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    unknown = run("profile", "--events", str(small_shop), "--user", "nobody", "--decay", str(decay))
+    assert unknown.returncode == 2 and "nobody" in unknown.stderr
+    bad_out = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(tmp_path / "p.txt"))
+    assert bad_out.returncode == 2

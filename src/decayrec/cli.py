@@ -31,7 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Results go to stdout; when it is a file or a pipe, tables get room instead of 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 FORMAT_HELP = "Input layout: " + "; ".join(f"{r.name} ({r.description})" for r in READERS.values())
@@ -130,6 +131,147 @@ def export(
     with EventStore.open(store, read_only=True) as s:
         n = s.export(out_path, when)
     out.print(f"exported {n:,} events to {out_path}")
+
+
+def _events(source: Path, format: str, at: Optional[str]):
+    """Open ``--events`` (a file or a store) and resolve "now": ``--at`` or the last event's time."""
+    from decayrec.events import open_events
+    from decayrec.io.formats import get_reader
+    from decayrec.timeparse import parse_time
+
+    get_reader(format)
+    with _progress("read events") as progress:
+        store, _ = open_events(source, format=format, progress=progress)
+    if at is not None:
+        now = parse_time(at)
+    else:
+        last = store.last_time()
+        if last is None:
+            from decayrec.errors import InputError
+
+            raise InputError(f"{source} holds no events", "ingest some events first")
+        now = parse_time(last.isoformat())
+    return store, store.scan(now), now
+
+
+EVENTS_HELP = "Events: a file (CSV, CSV.gz, TSV, Parquet) or a store directory made by ingest."
+AT_HELP = "The time to compute as of (ISO-8601 or epoch). Default: the last event's time."
+
+
+def _fit_progress(label: str):
+    """A step progress callback for fit_decay, on stderr."""
+
+    def update(step: int, total: int, what: str) -> None:
+        if err.is_terminal:
+            err.print(f"[dim]{label}: {what} ({step}/{total})[/]")
+
+    return update
+
+
+@app.command("fit-decay")
+def fit_decay_command(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", help="DECAY.json to write.", show_default=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    grid_points: Annotated[int, typer.Option("--grid-points", min=5, help="Half-lives tried between 1 hour and 365 days.")] = 17,
+) -> None:
+    """Learn half-lives per category and per event type (with 95% intervals) and event weights."""
+    from decayrec.decay.fit import FitConfig, fit_decay
+
+    _, table, now = _events(events, format, at)
+    model = fit_decay(table, now, FitConfig(grid_points=grid_points), progress=_fit_progress("fit-decay"))
+    model.save(out_path)
+    out.print(decay_table(model))
+    out.print(f"wrote {out_path}")
+
+
+def decay_table(model, truth: dict | None = None, top: int = 15) -> Table:
+    """Half-lives as a table: pooled, per event type, the categories with most events."""
+    table = Table(title=f"learned decay (as of {model.fitted_at:%Y-%m-%d %H:%M} UTC)", title_justify="left")
+    for col in ("key", "half-life (days)", "95% interval", "events", "weight"):
+        table.add_column(col, justify="left" if col == "key" else "right")
+    if truth is not None:
+        table.add_column("true half-life", justify="right")
+
+    def row(name: str, hl, weight: str = "", true: str = "") -> None:
+        cells = [name, f"{hl.days:.2f}", f"{hl.low:.2f} .. {hl.high:.2f}", f"{hl.events:,}", weight]
+        table.add_row(*cells, *([true] if truth is not None else []))
+
+    row("all (pooled)", model.global_half_life)
+    for event, hl in model.by_event.items():
+        row(f"event: {event}", hl, f"{model.weights.get(event, 0):.2f}")
+    ranked = sorted(model.by_category.items(), key=lambda kv: -kv[1].events)
+    for name, hl in ranked[:top]:
+        true = f"{truth[name]:.2f}" if truth and name in truth else ""
+        row(f"category: {name}", hl, "", true)
+    if len(ranked) > top:
+        table.add_row(f"... {len(ranked) - top} more categories in the JSON", "", "", "", "")
+    return table
+
+
+@app.command()
+def profile(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    user: Annotated[str, typer.Option("--user", help="The user id.", show_default=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="PROFILE.json, or a .png plot of the interest curves.")] = None,
+    decay: Annotated[Optional[Path], typer.Option("--decay", help="DECAY.json from fit-decay (default: fit it now).")] = None,
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    top: Annotated[int, typer.Option("--top", min=1, help="Interests listed per level.")] = 10,
+) -> None:
+    """A user's interest profile now: live and faded interests, strength, half-life, time-to-fade, drift."""
+    from decayrec.decay.fit import FitConfig, fit_decay
+    from decayrec.decay.model import DecayModel
+    from decayrec.decay.profile import build_profile
+    from decayrec.decay.strength import StrengthModel
+
+    if out_path is not None and out_path.suffix not in (".json", ".png"):
+        from decayrec.errors import InputError
+
+        raise InputError(f"cannot tell what to write to {out_path}", "name it PROFILE.json or PROFILE.png")
+    _, table, now = _events(events, format, at)
+    model = DecayModel.load(decay) if decay else fit_decay(table, now, FitConfig(), progress=_fit_progress("fit decay"))
+    strength_cat = StrengthModel(level="category", faded_threshold=0.10).fit(table, model, now)
+    strength_item = StrengthModel(level="item").fit(table, model, now)
+    result = build_profile(table, user, model, strength_cat, strength_item, now, top=top)
+    out.print(profile_tables(result))
+    if out_path is not None and out_path.suffix == ".json":
+        import json
+
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result.to_json_dict(), indent=2) + "\n")
+        out.print(f"wrote {out_path}")
+    elif out_path is not None:
+        from decayrec.plot import plot_profile
+
+        plot_profile(result, table, model, out_path, level="category", top=min(top, 6))
+        out.print(f"wrote {out_path}")
+
+
+def profile_tables(result) -> Table:
+    """A user's profile as one table: live then faded interests, categories then items."""
+    from decayrec.timeparse import iso
+
+    drift = "n/a" if result.drift is None else f"{result.drift:.2f}"
+    c, i = result.categories, result.items
+    table = Table(
+        title=f"profile of {result.user_id} at {iso(result.at)}: {result.n_events:,} events; "
+        f"categories {c.n_live} live, {c.n_faded} faded; items {i.n_live} live, {i.n_faded} faded; "
+        f"drift over {result.drift_days:g} days {drift}",
+        title_justify="left",
+    )
+    for col in ("level", "key", "state", "interest S", "strength", "half-life d", "fades in d", "last event", "peak"):
+        table.add_column(col, justify="left" if col in ("level", "key", "state") else "right")
+    for interests in (result.categories, result.items):
+        for state, rows in (("live", interests.live), ("faded", interests.faded)):
+            for r in rows:
+                fade = "now" if r.faded else ("never" if r.time_to_fade_days == float("inf") else f"{r.time_to_fade_days:.1f}")
+                table.add_row(
+                    interests.level, r.key, state, f"{r.interest:.3f}", f"{r.strength:.2f}", f"{r.half_life_days:.1f}",
+                    fade, f"{r.last_event:%Y-%m-%d}", f"{r.peak_at:%Y-%m-%d}",
+                )
+    return table
 
 
 @app.command()

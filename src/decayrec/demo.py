@@ -42,7 +42,46 @@ def run_demo(workdir: Path, *, users: int, seed: int, console: Console, progress
 
     with EventStore.open(store_dir, read_only=True) as store:
         summary = store.summary()
+        events = store.scan()
     console.print(summary_table(summary))
+
+    decay_step(events, sim.truth, workdir, console)
+
+
+def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
+    """Fit half-lives on the simulated shop and compare them with the truth it was built from."""
+    import numpy as np
+
+    from decayrec.cli import decay_table, profile_tables
+    from decayrec.decay.fit import FitConfig, fit_decay
+    from decayrec.decay.profile import build_profile
+    from decayrec.decay.strength import StrengthModel
+    from decayrec.timeparse import parse_time
+
+    now = parse_time(truth["end"])
+    started = time.perf_counter()
+    model = fit_decay(events, now, FitConfig(grid_points=17, fit_by_event=False))
+    model.save(workdir / "DECAY.json")
+    true_h = truth["half_life_days"]["by_category"]
+    console.print(f"[bold]3. learned half-lives[/] in {time.perf_counter() - started:.1f}s -> {workdir / 'DECAY.json'}")
+    console.print(decay_table(model, truth=true_h, top=12))
+    consumable = set(truth["consumable_cycles_days"])
+    errors = {c: abs(model.by_category[c].days - h) / h for c, h in true_h.items() if c in model.by_category}
+    plain = [e for c, e in errors.items() if c not in consumable]
+    cons = [e for c, e in errors.items() if c in consumable]
+    inside = np.mean([model.by_category[c].low <= h <= model.by_category[c].high for c, h in true_h.items() if c not in consumable])
+    console.print(
+        f"fitted vs true half-life: median relative error {np.median(plain):.1%} over {len(plain)} categories "
+        f"whose events follow the decay model ({inside:.0%} of their true values inside the 95% interval); "
+        f"{np.median(cons):.1%} over {len(cons)} consumable categories, where scheduled re-buys add a rhythm the "
+        "decay kernel does not model."
+    )
+    strength_cat = StrengthModel(level="category", faded_threshold=0.10).fit(events, model, now)
+    strength_item = StrengthModel(level="item").fit(events, model, now)
+    users = events["user_id"].value_counts().to_pylist()
+    busiest = max(users, key=lambda u: u["counts"])["values"]
+    console.print(f"[bold]4. an interest profile[/] (the busiest user; any user: decayrec profile --events {workdir / 'store'} --user ID)")
+    console.print(profile_tables(build_profile(events, busiest, model, strength_cat, strength_item, now, top=4)))
 
 
 def summary_table(summary: dict) -> Table:
