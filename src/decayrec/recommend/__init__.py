@@ -1,0 +1,1 @@
+"""Recommenders: baselines, peers, candidate sources, the ranker; one contract in base.py."""

@@ -1,0 +1,371 @@
+"""Baseline recommenders: popularity, decayed popularity, repeat history, co-visitation.
+
+Each follows :mod:`decayrec.recommend.base`: ``fit(events, now)`` reads only events with
+``timestamp <= now``; ``recommend(users, k, now)`` answers every requested user (unknown
+users get popularity, their reason starting ``"new visitor: "``) with at most ``k`` rows,
+best first, each with a short reason. ``now`` at recommendation may be later than at fit
+(decayed scores move on; the events seen do not), never earlier.
+
+:data:`MODELS` builds any of them, and the peers in :mod:`decayrec.recommend.peers`, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from decayrec.decay.kernels import LN2
+from decayrec.errors import InputError
+from decayrec.recommend.base import Recommender
+from decayrec.recommend.common import (
+    COLD_START_HALF_LIFE_DAYS,
+    BaseRecommender,
+    History,
+    half_life_factor,
+    join_text,
+    check_positive,
+    fallback_rows,
+    interactions,
+    personal_table,
+    popularity,
+    rank_in_group,
+    rec_table,
+    topk_sparse_rows,
+)
+
+__all__ = [
+    "MODELS",
+    "CoVisitation",
+    "DecayedPopularity",
+    "Popularity",
+    "RepeatHistory",
+    "make_model",
+]
+
+Weights = Mapping[str, float] | None
+
+
+class Popularity(BaseRecommender):
+    """The most engaged-with items overall: event counts weighted by type.
+
+    Parameters
+    ----------
+    event_weights
+        Weight per event type (:data:`~decayrec.recommend.common.DEFAULT_EVENT_WEIGHTS`
+        when None); types left out count 0.
+    """
+
+    name = "popularity"
+
+    def __init__(self, event_weights: Weights = None):
+        self.event_weights = event_weights
+
+    def _half_life(self) -> float | None:
+        return None
+
+    def fit(self, events: pa.Table, now: datetime) -> "Popularity":
+        half_life = self._half_life()
+        check_positive("half_life_days", half_life, allow_none=True)
+        ix = interactions(events, now, self.event_weights)
+        self._remember(ix)
+        self.popularity_ = popularity(ix, half_life)
+        return self
+
+    def recommend(self, users, k: int, now: datetime) -> pa.Table:
+        req, codes, k, elapsed = self._start(users, k, now)
+        known, cold = np.flatnonzero(codes >= 0), np.flatnonzero(codes < 0)
+        parts = [
+            fallback_rows(known, self.popularity_, k, elapsed, cold=False),
+            fallback_rows(cold, self.popularity_, k, elapsed, cold=True),
+        ]
+        return rec_table(req, self.items_, parts)
+
+
+class DecayedPopularity(Popularity):
+    """Popularity with every event decayed to ``now``: ``sum w * 2 ** (-age / half_life_days)``.
+
+    Parameters
+    ----------
+    half_life_days
+        Days for an event's weight to halve.
+    event_weights
+        As for :class:`Popularity`.
+    """
+
+    name = "decayed_popularity"
+
+    def __init__(self, half_life_days: float = 7.0, event_weights: Weights = None):
+        self.half_life_days = half_life_days
+        self.event_weights = event_weights
+
+    def _half_life(self) -> float | None:
+        return self.half_life_days
+
+
+_FILLS: Final = ("decayed_popularity", "popularity", "none")
+
+
+class RepeatHistory(BaseRecommender):
+    """The user's own items, by decayed weighted count; then popular items.
+
+    Score of item i for user u: ``S(u, i, now) = sum w * 2 ** (-age / half_life_days)``
+    over u's events on i. The strong next-basket baseline for shops where people re-buy.
+
+    Parameters
+    ----------
+    half_life_days
+        Half-life of the user's history.
+    event_weights
+        As for :class:`Popularity`.
+    fill
+        What fills the list once the user's history runs out: ``"decayed_popularity"``
+        (half-life ``fill_half_life_days``), ``"popularity"`` or ``"none"`` (short lists;
+        cold-start users still get decayed popularity).
+    fill_half_life_days
+        Half-life of the decayed-popularity fill.
+    """
+
+    name = "repeat"
+
+    def __init__(
+        self,
+        half_life_days: float = 30.0,
+        event_weights: Weights = None,
+        fill: Literal["decayed_popularity", "popularity", "none"] = "decayed_popularity",
+        fill_half_life_days: float = 7.0,
+    ):
+        self.half_life_days = half_life_days
+        self.event_weights = event_weights
+        self.fill = fill
+        self.fill_half_life_days = fill_half_life_days
+
+    def fit(self, events: pa.Table, now: datetime) -> "RepeatHistory":
+        check_positive("half_life_days", self.half_life_days)
+        check_positive("fill_half_life_days", self.fill_half_life_days)
+        if self.fill not in _FILLS:
+            raise InputError(f"fill must be one of {_FILLS}, got {self.fill!r}")
+        ix = interactions(events, now, self.event_weights)
+        self._remember(ix)
+        self.history_ = History.build(ix)
+        self.scores_ = ix.matrix(self.half_life_days)
+        self.fallback_ = popularity(ix, None if self.fill == "popularity" else self.fill_half_life_days)
+        return self
+
+    def recommend(self, users, k: int, now: datetime) -> pa.Table:
+        req, codes, k, elapsed = self._start(users, k, now)
+        factor = half_life_factor(elapsed, self.half_life_days)
+        return personal_table(
+            req,
+            codes,
+            self.items_,
+            k,
+            elapsed,
+            main=lambda c: self.scores_[c] * factor,
+            main_reason=lambda u, i: self.history_.phrase(self.history_.lookup(u, i), elapsed),
+            fallback=self.fallback_,
+            fill=self.fill != "none",
+        )
+
+
+class CoVisitation(BaseRecommender):
+    """Items engaged with together: decayed co-visitation from the user's recent items.
+
+    Two events of one user within ``window_hours`` make a pair of their items, weighted
+    ``sqrt(w_a * w_b) * 2 ** (-age / half_life_days)`` (age of the later event; a user
+    counts each pair of items once, at its strongest). Each event pairs with at most the
+    next ``max_pairs_per_event`` events of its user, so pairs are O(events). Symmetric
+    co-counts ``C`` are normalised (``"cosine"``: ``C[a, b] / sqrt(P[a] P[b])``, ``P`` the
+    items' decayed weighted counts) and cut to each item's ``neighbours`` best.
+
+    A user's anchors are their ``recent_items`` most recently touched items, weighted by
+    their decayed interest ``S(u, a, now)`` with half-life ``recency_half_life_days``;
+    candidate c scores ``sum over anchors a of S(u, a) * sim(a, c)``; the reason names the
+    anchor contributing most. Popular items (decayed, half-life
+    :data:`~decayrec.recommend.common.COLD_START_HALF_LIFE_DAYS`) fill the rest of the list.
+
+    Parameters
+    ----------
+    window_hours
+        Largest gap between two events that still pairs them.
+    half_life_days
+        Half-life of pair weights (recent co-visits count more).
+    recent_items
+        Anchors per user.
+    recency_half_life_days
+        Half-life of anchor weights.
+    neighbours
+        Similar items kept per item.
+    max_pairs_per_event
+        Later events of the same user each event pairs with, at most.
+    normalization
+        ``"cosine"`` or ``"none"`` (raw decayed co-counts).
+    event_weights
+        As for :class:`Popularity`.
+    exclude_seen
+        Never recommend an item the user has touched.
+    """
+
+    name = "covisit"
+
+    def __init__(
+        self,
+        window_hours: float = 24.0,
+        half_life_days: float = 30.0,
+        recent_items: int = 20,
+        recency_half_life_days: float = 7.0,
+        neighbours: int = 100,
+        max_pairs_per_event: int = 20,
+        normalization: Literal["cosine", "none"] = "cosine",
+        event_weights: Weights = None,
+        exclude_seen: bool = False,
+    ):
+        self.window_hours = window_hours
+        self.half_life_days = half_life_days
+        self.recent_items = recent_items
+        self.recency_half_life_days = recency_half_life_days
+        self.neighbours = neighbours
+        self.max_pairs_per_event = max_pairs_per_event
+        self.normalization = normalization
+        self.event_weights = event_weights
+        self.exclude_seen = exclude_seen
+
+    def _check(self) -> None:
+        for name in ("window_hours", "half_life_days", "recency_half_life_days"):
+            check_positive(name, getattr(self, name))
+        for name in ("recent_items", "neighbours", "max_pairs_per_event"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.normalization not in ("cosine", "none"):
+            raise InputError(f"normalization must be 'cosine' or 'none', got {self.normalization!r}")
+
+    def fit(self, events: pa.Table, now: datetime) -> "CoVisitation":
+        self._check()
+        ix = interactions(events, now, self.event_weights)
+        self._remember(ix)
+        self.history_ = History.build(ix)
+        self.fallback_ = popularity(ix, COLD_START_HALF_LIFE_DAYS)
+        n = ix.n_items
+        a, b, w = _pairs(ix, self.window_hours / 24.0, self.max_pairs_per_event, self.half_life_days)
+        co = sp.coo_matrix((w, (a, b)), shape=(n, n)).tocsr()
+        co = (co + co.T).tocsr()
+        if self.normalization == "cosine" and co.nnz:
+            pop = np.bincount(ix.item, ix.decayed(self.half_life_days), minlength=n)
+            row = np.repeat(np.arange(n), np.diff(co.indptr))
+            co.data /= np.sqrt(pop[row] * pop[co.indices])
+        self.similar_ = topk_sparse_rows(co, int(self.neighbours))
+        self.similar_.sort_indices()
+        self.anchors_ = _anchors(ix, self.history_, int(self.recent_items), self.recency_half_life_days)
+        self.seen_ = self.history_.seen(ix.n_users, n) if self.exclude_seen else None
+        return self
+
+    def recommend(self, users, k: int, now: datetime) -> pa.Table:
+        req, codes, k, elapsed = self._start(users, k, now)
+        factor = half_life_factor(elapsed, self.recency_half_life_days)
+        if self.normalization == "none":
+            factor *= half_life_factor(elapsed, self.half_life_days)
+        return personal_table(
+            req,
+            codes,
+            self.items_,
+            k,
+            elapsed,
+            main=lambda c: (self.anchors_[c] @ self.similar_) * factor,
+            main_reason=lambda u, i: self._reason(u, i, elapsed),
+            fallback=self.fallback_,
+            exclude=self.seen_,
+        )
+
+    def _reason(self, users: np.ndarray, items: np.ndarray, elapsed: float) -> pa.Array:
+        """``"often viewed with i0042 (which you viewed 2 days ago)"``: the anchor contributing most."""
+        anchors = self.anchors_[users]
+        row = np.repeat(np.arange(users.size), np.diff(anchors.indptr))
+        contrib = anchors.data * np.asarray(self.similar_[anchors.indices, items[row]]).ravel()
+        # Every row has an anchor (its score is positive); ties go to the first, the smallest item code.
+        top = np.maximum.reduceat(contrib, anchors.indptr[:-1])
+        hit = np.flatnonzero(contrib == top[row])
+        best = anchors.indices[hit[np.r_[True, row[hit][1:] != row[hit][:-1]]]]
+        done = self.history_.participle(self.history_.lookup(users, best), elapsed)
+        return join_text("often viewed with ", self.items_.decode(best), " (which you ", done, ")")
+
+
+def _pairs(ix, window: float, max_lag: int, half_life: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item pairs ``(a < b)`` of each user's events within ``window`` days, one per user, at its largest weight."""
+    order = np.lexsort((ix.time, ix.user))
+    user, item, time, weight = ix.user[order], ix.item[order], ix.time[order], ix.weight[order]
+    none = np.empty(0, dtype=np.int64)
+    users, lows, highs, weights = [none], [none], [none], [np.empty(0)]
+    for lag in range(1, min(max_lag, max(user.size - 1, 0)) + 1):
+        near = (user[lag:] == user[:-lag]) & (time[lag:] - time[:-lag] <= window)
+        if not near.any():
+            break  # sorted by time within a user: no pair at this lag means none further apart
+        i = np.flatnonzero(near & (item[lag:] != item[:-lag]))
+        j = i + lag
+        users.append(user[i])
+        lows.append(np.minimum(item[i], item[j]))
+        highs.append(np.maximum(item[i], item[j]))
+        weights.append(np.sqrt(weight[i] * weight[j]) * np.exp(LN2 * time[j] / half_life))
+    user, low, high, weight = (np.concatenate(x) for x in (users, lows, highs, weights))
+    if user.size == 0:
+        return none, none, weight
+    n = max(ix.n_items, 1)
+    pair = low.astype(np.int64) * n + high
+    order = np.lexsort((pair, user))
+    user, pair, weight = user[order], pair[order], weight[order]
+    start = np.flatnonzero(np.r_[True, (user[1:] != user[:-1]) | (pair[1:] != pair[:-1])])
+    pair = pair[start]
+    return pair // n, pair % n, np.maximum.reduceat(weight, start)
+
+
+def _anchors(ix, history: History, recent: int, half_life: float) -> sp.csr_matrix:
+    """Per user the ``recent`` most recently touched items, valued by decayed interest."""
+    n_pairs = len(history.pairs)
+    value = np.bincount(history.event_pair, ix.decayed(half_life), minlength=n_pairs)
+    users, items = history.pairs.users, history.pairs.keys
+    order = np.lexsort((items, -history.last_any, users))
+    keep = order[rank_in_group(users[order]) < recent]
+    keep = keep[value[keep] > 0]
+    matrix = sp.csr_matrix((value[keep], (users[keep], items[keep])), shape=(ix.n_users, ix.n_items))
+    matrix.sort_indices()
+    return matrix
+
+
+# -- the registry ---------------------------------------------------------------------------
+def _peer(class_name: str) -> Callable[..., Recommender]:
+    """A factory that imports :mod:`decayrec.recommend.peers` only when called (implicit is an extra)."""
+
+    def build(**params: Any) -> Recommender:
+        from decayrec.recommend import peers
+
+        return getattr(peers, class_name)(**params)
+
+    build.__name__ = build.__qualname__ = class_name
+    build.__doc__ = f"Build :class:`decayrec.recommend.peers.{class_name}` (needs the 'peers' extra)."
+    return build
+
+
+MODELS: Final[Mapping[str, Callable[..., Recommender]]] = {
+    "popularity": Popularity,
+    "decayed_popularity": DecayedPopularity,
+    "repeat": RepeatHistory,
+    "covisit": CoVisitation,
+    "als": _peer("ImplicitALS"),
+    "bpr": _peer("ImplicitBPR"),
+}
+
+
+def make_model(name: str, **params: Any) -> Recommender:
+    """The model registered as ``name``, built with ``params`` (its defaults otherwise)."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise InputError(f"no model named {name!r}", f"choose one of {sorted(MODELS)}") from None
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise InputError(f"bad parameters for model {name!r} ({exc})", "see the model's docstring for its parameters") from None

@@ -1,0 +1,227 @@
+"""Matrix-factorisation peers from the ``implicit`` library (the ``peers`` extra), on the CPU.
+
+The well-known implementations, wrapped in the decayrec contract so the benchmark compares
+against the real thing: :class:`ImplicitALS` (Hu, Koren and Volinsky's implicit-feedback
+ALS, ``implicit.als.AlternatingLeastSquares``) and :class:`ImplicitBPR` (Bayesian
+personalised ranking, ``implicit.bpr.BayesianPersonalizedRanking``). Users unknown at fit
+time get decayed popularity. Importing this module needs no ``implicit``; fitting does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from decayrec.errors import InputError, require
+from decayrec.recommend.baselines import Weights
+from decayrec.recommend.common import (
+    COLD_START_HALF_LIFE_DAYS,
+    BaseRecommender,
+    History,
+    check_positive,
+    fallback_rows,
+    interactions,
+    join_text,
+    merge_reasons,
+    popularity,
+    rec_table,
+)
+
+__all__ = ["ImplicitALS", "ImplicitBPR"]
+
+_SIMILAR = "shoppers with similar taste like this"
+# implicit marks items it filtered out of a user's list with the lowest float32.
+_FILTERED = float(np.finfo(np.float32).min) / 2
+
+
+class _ImplicitPeer(BaseRecommender):
+    """Fit an ``implicit`` model on the user x item matrix; recommend through its batch ``recommend``."""
+
+    def _matrix_half_life(self) -> float | None:
+        return None
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        for name in ("factors", "iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive("regularization", self.regularization)
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, (int, np.integer)) or self.num_threads < 0:
+            raise InputError(f"num_threads must be a non-negative integer (0 = all cores), got {self.num_threads!r}")
+
+    def fit(self, events: pa.Table, now: datetime):
+        self._check()
+        require("implicit", "peers")
+        threadpoolctl = require("threadpoolctl", "peers")  # a dependency of implicit
+        ix = interactions(events, now, self.event_weights)
+        self._remember(ix)
+        self.history_ = History.build(ix)
+        self.fallback_ = popularity(ix, COLD_START_HALF_LIFE_DAYS)
+        self.matrix_ = ix.matrix(self._matrix_half_life(), dtype=np.float32)
+        self.model_ = None
+        if self.matrix_.nnz:
+            # implicit runs its own threads; a threaded BLAS underneath slows it badly.
+            with threadpoolctl.threadpool_limits(1, "blas"):
+                model = self._build()
+                model.fit(self.matrix_, show_progress=False)
+            self.model_ = model
+        return self
+
+    def recommend(self, users, k: int, now: datetime) -> pa.Table:
+        req, codes, k, elapsed = self._start(users, k, now)
+        known, cold = np.flatnonzero(codes >= 0), np.flatnonzero(codes < 0)
+        parts = [fallback_rows(cold, self.fallback_, k, elapsed, cold=True)]
+        if known.size and self.model_ is not None:
+            n = min(k, len(self.items_))
+            user = codes[known]
+            ids, scores = self.model_.recommend(
+                user, self.matrix_[user], N=n, filter_already_liked_items=self.exclude_seen
+            )
+            ids, scores = np.asarray(ids).reshape(-1, n), np.asarray(scores).reshape(-1, n)
+            ok = scores > _FILTERED
+            row = np.repeat(np.arange(user.size), n).reshape(-1, n)[ok]
+            item = ids[ok].astype(np.int64)
+            pair = self.history_.lookup(user[row], item)
+            seen = pair >= 0
+            reason = merge_reasons(
+                seen,
+                lambda i: join_text(self.history_.phrase(pair[i], elapsed), "; shoppers with similar taste like it too"),
+                lambda i: pa.repeat(pa.scalar(_SIMILAR, pa.string()), i.size),
+            )
+            parts.append((known[row], item, scores[ok].astype(np.float64), reason))
+        return rec_table(req, self.items_, parts)
+
+
+class ImplicitALS(_ImplicitPeer):
+    """Implicit-feedback ALS (``implicit.als.AlternatingLeastSquares``, CPU).
+
+    The confidence of (user, item) is ``alpha`` times the user's event count on the item
+    weighted by type and, with ``half_life_days``, decayed to the fit time.
+
+    Parameters
+    ----------
+    factors, regularization, iterations, alpha
+        As in implicit.
+    event_weights
+        Weight per event type (decayrec defaults when None; types left out count 0).
+    half_life_days
+        Decay the counts to the fit time (None: plain counts, the classic setup).
+    exclude_seen
+        Never recommend an item the user has touched (implicit's ``filter_already_liked_items``).
+    random_state
+        Seed of the initial factors.
+    num_threads
+        implicit's threads (0 = all cores). ALS results do not depend on it.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.01,
+        iterations: int = 15,
+        alpha: float = 40.0,
+        event_weights: Weights = None,
+        half_life_days: float | None = None,
+        exclude_seen: bool = False,
+        random_state: int = 0,
+        num_threads: int = 1,
+    ):
+        self.factors = factors
+        self.regularization = regularization
+        self.iterations = iterations
+        self.alpha = alpha
+        self.event_weights = event_weights
+        self.half_life_days = half_life_days
+        self.exclude_seen = exclude_seen
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _check(self) -> None:
+        super()._check()
+        check_positive("alpha", self.alpha)
+        check_positive("half_life_days", self.half_life_days, allow_none=True)
+
+    def _matrix_half_life(self) -> float | None:
+        return self.half_life_days
+
+    def _build(self) -> Any:
+        import implicit.als
+
+        return implicit.als.AlternatingLeastSquares(
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=float(self.alpha),
+            iterations=int(self.iterations),
+            random_state=self.random_state,
+            num_threads=int(self.num_threads),
+            use_gpu=False,
+        )
+
+
+class ImplicitBPR(_ImplicitPeer):
+    """Bayesian personalised ranking (``implicit.bpr.BayesianPersonalizedRanking``, CPU).
+
+    BPR learns from which items a user touched, not how much: events of positive weight
+    make a pair a positive. With more than one thread implicit's SGD is not reproducible,
+    hence ``num_threads=1`` by default.
+
+    Parameters
+    ----------
+    factors, learning_rate, regularization, iterations
+        As in implicit.
+    event_weights
+        Event types with a positive weight count as interactions (decayrec defaults: all).
+    exclude_seen
+        Never recommend an item the user has touched.
+    random_state
+        Seed of the factors and of negative sampling.
+    num_threads
+        implicit's threads (0 = all cores).
+    """
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        event_weights: Weights = None,
+        exclude_seen: bool = False,
+        random_state: int = 0,
+        num_threads: int = 1,
+    ):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.event_weights = event_weights
+        self.exclude_seen = exclude_seen
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _check(self) -> None:
+        super()._check()
+        check_positive("learning_rate", self.learning_rate)
+
+    def _build(self) -> Any:
+        import implicit.bpr
+
+        return implicit.bpr.BayesianPersonalizedRanking(
+            factors=int(self.factors),
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=int(self.iterations),
+            random_state=self.random_state,
+            num_threads=int(self.num_threads),
+            use_gpu=False,
+        )
