@@ -19,7 +19,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CMD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile"])
+@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile", "recommend", "evaluate"])
 def test_every_command_has_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.returncode == 0, result.stderr
@@ -107,3 +107,40 @@ def test_fit_decay_and_profile(small_shop, tmp_path):
     assert unknown.returncode == 2 and "nobody" in unknown.stderr
     bad_out = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(tmp_path / "p.txt"))
     assert bad_out.returncode == 2
+
+
+def test_recommend_contract(small_shop, tmp_path):
+    users = tmp_path / "users.txt"
+    known = [line.split(",")[0] for line in small_shop.read_text().splitlines()[1:4]]
+    users.write_text("\n".join([*known, "  ", "never-seen-user", known[0]]) + "\n")
+    recs = tmp_path / "recs.csv"
+    result = run("recommend", "--events", str(small_shop), "--users", str(users), "--k", "5", "--model", "repeat", "--out", str(recs))
+    assert result.returncode == 0, result.stderr
+    with open(recs, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["user_id", "item_id", "rank", "score", "reason"]
+    listed = set(known) | {"never-seen-user"}
+    assert {r["user_id"] for r in rows} == listed  # every listed user, unknown included, and nobody else
+    for user in listed:
+        ranks = [int(r["rank"]) for r in rows if r["user_id"] == user]
+        assert ranks == list(range(1, len(ranks) + 1)) and 1 <= len(ranks) <= 5
+    assert all(r["reason"].strip() for r in rows)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    assert run("recommend", "--events", str(small_shop), "--users", str(empty), "--out", str(recs)).returncode == 2
+
+
+def test_evaluate_writes_results_json(small_shop, tmp_path):
+    import json
+
+    out = tmp_path / "results.json"
+    result = run("evaluate", "--events", str(small_shop), "--models", "popularity,repeat", "--k", "10", "--horizon-days", "7", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert {"cutoff", "horizon", "k", "users_evaluated"} <= set(doc["protocol"]) and doc["protocol"]["k"] == 10
+    assert [m["name"] for m in doc["models"]] == ["popularity", "repeat"]
+    for m in doc["models"]:
+        assert {"ndcg", "recall", "hit_rate", "mrr", "coverage", "fit_seconds", "recommend_seconds"} <= set(m)
+        assert 0 <= m["ndcg"] <= 1
+    bad = run("evaluate", "--events", str(small_shop), "--models", "nope", "--out", str(out))
+    assert bad.returncode == 2 and "nope" in bad.stderr

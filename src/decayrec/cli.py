@@ -274,6 +274,74 @@ def profile_tables(result) -> Table:
     return table
 
 
+def _read_users(path: Path) -> list[str]:
+    """One user id a line; blanks around ids and empty lines are ignored, repeats kept once."""
+    from decayrec.errors import InputError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist", "give a file with one user id per line") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text", "give a text file with one user id per line") from None
+    users = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
+    if not users:
+        raise InputError(f"{path} lists no user", "write one user id per line")
+    return users
+
+
+@app.command()
+def recommend(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    users: Annotated[Path, typer.Option("--users", help="USERS.txt: one user id a line (unknown users get cold-start lists).", show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", help="RECS.csv to write.", show_default=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 20,
+    model: Annotated[str, typer.Option("--model", help="decayrec, repeat, covisit, decayed_popularity, popularity, als or bpr.")] = "decayrec",
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+) -> None:
+    """Recommend k items now for every listed user, each with a reason; writes user_id,item_id,rank,score,reason."""
+    import pyarrow.csv as pacsv
+
+    from decayrec.recommend.registry import make_model
+
+    wanted = _read_users(users)
+    recommender = make_model(model)
+    _, table, now = _events(events, format, at)
+    fitted = recommender.fit(table, now)
+    recs = fitted.recommend(wanted, k, now)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
+    covered = len(set(recs["user_id"].to_pylist()))
+    out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
+
+
+@app.command()
+def evaluate(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", help="RESULTS.json to write.", show_default=False)],
+    cutoff: Annotated[Optional[str], typer.Option("--cutoff", help="Train on events up to here; default: last event - horizon.")] = None,
+    horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.001, help="Length of the test window.")] = 7.0,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="List length scored.")] = 20,
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")] = "decayrec,repeat,covisit,decayed_popularity,popularity,als,bpr",
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+) -> None:
+    """Compare models on a time split: fit up to the cutoff, score the next window (NDCG, Recall, HitRate, MRR, coverage)."""
+    from decayrec.evaluate import evaluate as run_evaluate
+    from decayrec.evaluate import time_split
+    from decayrec.recommend.registry import make_model
+    from decayrec.timeparse import parse_time
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    built = {name: make_model(name) for name in names}
+    _, table, _ = _events(events, format, None)
+    split = time_split(table, parse_time(cutoff, option="--cutoff") if cutoff else None, horizon_days)
+    results = run_evaluate(built, split=split, k=k)
+    results.to_json(out_path)
+    out.print(results.table())
+    out.print(f"wrote {out_path}")
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the simulated shop and its store go.")] = Path(".demo"),
