@@ -28,6 +28,8 @@ bench-ingest: $(STAMP)
 
 bench-decay: $(STAMP)
 	$(BIN)/python bench/bench_decay.py --out bench/results/decay.json
+	$(BIN)/python bench/bench_decay_recovery.py --out bench/results/decay_recovery.json | tee bench/results/decay_recovery.md
+	$(BIN)/python bench/bench_decay_fit.py --out bench/results/decay_fit.json
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

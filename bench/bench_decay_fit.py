@@ -1,0 +1,500 @@
+"""Learned half-lives against fixed ones, on real logs: next-window held-out log-likelihood.
+
+For each canonical dataset under ``../shared/data`` (see its README and SOURCE.md files):
+
+1. load ``events.csv.gz`` with :func:`decayrec.events.open_events` and ``store.scan()``;
+2. split by time only: ``cutoff = last event - window`` (the window is per dataset, about the
+   last 10-25% of the events, see ``WINDOWS``);
+3. fit :func:`decayrec.decay.fit.fit_decay` on the events up to the cutoff (timed);
+4. score the engagement points in ``(cutoff, cutoff + window]`` with
+   :func:`decayrec.decay.fit.heldout_loglik` for: learned per-category half-lives, the learned
+   global half-life, fixed 7 and 30 days (all four with the same learned event weights), and
+   fixed 7 days with unit weights;
+5. a bootstrap over users of the per-point differences learned - 7d and learned - 30d.
+
+The bootstrap decomposes the held-out log-likelihood per user: the bench repeats the few
+lines of ``heldout_loglik`` with fit.py's own internals (``prepare``, ``_truncate``,
+``_fit_fixed``, ``_states``, ``_kernel_mass``, called read-only) and keeps the per-sequence
+terms; the sum is checked against ``heldout_loglik``'s total for every variant. Users are
+resampled with replacement (B times) with the fitted baselines and excitations held fixed, so
+the interval is the test-sample uncertainty of the comparison, not the refitting noise.
+
+    python bench/bench_decay_fit.py                     # all four datasets (~10 min)
+    python bench/bench_decay_fit.py --quick             # a small smoke run (~1 min)
+    python bench/bench_decay_fit.py --datasets taobao-fav --window-days taobao-fav=1
+
+Writes ``--out`` (JSON) and the same path with ``.md`` (the markdown tables, also printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+import traceback
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from decayrec import schema
+from decayrec.decay import fit as F
+from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.events import open_events
+
+DATASETS = ("amazon-beauty", "amazon-grocery", "taobao-fav", "yoochoose-clicks-100k")
+
+# Test window per dataset (days) and why: about the last 10-25% of the events go to the test
+# window, the rest (and all earlier time) to training.
+WINDOWS: dict[str, tuple[float, str]] = {
+    "amazon-beauty": (180.0, "12 years, day resolution; last 180 days hold ~20% of the events"),
+    "amazon-grocery": (180.0, "14 years, day resolution; last 180 days hold ~10% of the events"),
+    "taobao-fav": (2.0, "9 days, seconds; last 2 days hold ~23% of the events"),
+    "yoochoose-clicks-100k": (1.0, "7 days, ms; last day holds ~16% of the events"),
+}
+
+# Half-life grid per dataset: FitConfig's default (1 hour .. 365 days) widened to the data's
+# time scale. Taobao favourites come in bursts of minutes and YOOCHOOSE sessions last minutes,
+# so their grids start at 1 minute; Amazon spans 12-14 years, so its grid ends at 10 years.
+# The grid keeps FitConfig's default log step (so more points on a wider range). With the plain
+# default grid the fit crashes on taobao-fav and amazon-grocery (see --default-grid).
+GRIDS: dict[str, tuple[float, float]] = {
+    "amazon-beauty": (1.0 / 24.0, 3650.0),
+    "amazon-grocery": (1.0 / 24.0, 3650.0),
+    "taobao-fav": (1.0 / 1440.0, 365.0),
+    "yoochoose-clicks-100k": (1.0 / 1440.0, 365.0),
+}
+
+# fit.py as imported (it may be edited while the bench runs)
+FIT_PY_SHA256 = hashlib.sha256(Path(F.__file__).read_bytes()).hexdigest()
+
+FIXED = (7.0, 30.0)  # the usual defaults of well-known libraries
+
+
+# -- helpers ---------------------------------------------------------------------------
+def parse_windows(text: str | None, names: list[str]) -> dict[str, float]:
+    """``None`` -> the defaults; ``"3"`` -> 3 days for all; ``"taobao-fav=1,amazon-beauty=90"`` -> those."""
+    out = {n: WINDOWS[n][0] if n in WINDOWS else 7.0 for n in names}
+    if not text:
+        return out
+    if "=" not in text:
+        return {n: float(text) for n in names}
+    for part in text.split(","):
+        name, _, days = part.partition("=")
+        out[name.strip()] = float(days)
+    return out
+
+
+def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: bool) -> FitConfig:
+    base = FitConfig()
+    lo, hi = (base.grid_min_days, base.grid_max_days) if default_grid else GRIDS.get(name, (base.grid_min_days, base.grid_max_days))
+    if grid_points is None:
+        step = math.log(base.grid_max_days / base.grid_min_days) / (base.grid_points - 1)
+        grid_points = max(int(round(math.log(hi / lo) / step)) + 1, 5)
+    kw: dict = dict(grid_min_days=lo, grid_max_days=hi, grid_points=grid_points, fit_by_event=True)
+    if quick:
+        kw.update(grid_points=min(grid_points, 9), em_iterations=20)
+    return FitConfig(**kw)
+
+
+def subsample_users(events: pa.Table, n_users: int, seed: int) -> pa.Table:
+    users = pc.unique(events[schema.USER])
+    if len(users) <= n_users:
+        return events
+    rng = np.random.default_rng(seed)
+    keep = users.take(pa.array(np.sort(rng.choice(len(users), n_users, replace=False))))
+    return events.filter(pc.is_in(events[schema.USER], value_set=keep))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def half_life_dict(hl) -> dict:
+    return {"days": hl.days, "low": hl.low, "high": hl.high, "mle": hl.mle, "events": hl.events, "points": hl.points}
+
+
+# -- held-out scoring, per user -------------------------------------------------------
+def heldout_by_user(events: pa.Table, cutoff: datetime, window_days: float, half_lives, weights: dict[str, float],
+                    config: FitConfig) -> dict:
+    """The terms of ``heldout_loglik`` per user (same code path, fit.py internals read-only).
+
+    Returns per-user log-likelihood and test points (users with a sequence seen before the
+    cutoff), the total, and the expected number of points in the window (the compensator).
+    """
+    data = F.prepare(events, cutoff + timedelta(days=window_days), config.point_events, "now")
+    cutoff_days = data.now - window_days
+    train = data.times <= cutoff_days
+    w_by_type = np.array([weights.get(e, 0.0) for e in schema.EVENT_TYPES])
+    names = data.categories.ids.to_pylist()
+    if isinstance(half_lives, dict):
+        default = half_lives.get("__global__", 7.0)
+        per_cat = np.array([half_lives.get(n, default) for n in names] + [default])
+    else:
+        per_cat = np.full(data.n_cat, float(half_lives))
+    train_data, seen = F._truncate(data, train, cutoff_days, config.window_end)
+    tidx = np.flatnonzero(train_data.is_point)
+    fit = F._fit_fixed(train_data, config, tidx, w_by_type, per_cat[train_data.cat])
+
+    h = per_cat[data.cat]
+    w = w_by_type[data.etype]
+    S = F._states(data, h, w)
+    test = np.flatnonzero(data.is_point & ~train & seen[data.seq])
+    window = F.Sequences(**{**data.__dict__, "end": np.full(data.n_seq, data.now)})
+    mass = F._kernel_mass(window, h, start=cutoff_days) * w
+    in_seen = seen[data.seq]
+    n_seq = data.n_seq
+    excite_comp = np.bincount(data.seq[in_seen], fit.alpha[data.cat[in_seen], 0] * mass[in_seen], minlength=n_seq)
+    seq_pts = np.bincount(data.seq[test], minlength=n_seq)
+    n_users = int(data.seq_user.max()) + 1
+    user_pts = np.bincount(data.seq_user[seen], seq_pts[seen], minlength=n_users)
+    user_seen = np.bincount(data.seq_user[seen], minlength=n_users) > 0
+    # fit.py has scored the window's baseline two ways (it is being edited): at the season's mean
+    # (1), or at the season's level of the last four training weeks. Both are computed here and
+    # score_variants keeps the one whose total equals heldout_loglik's.
+    out = {}
+    for rule, level in (("season mean (1)", 1.0), ("last 4 training weeks", float(fit.season[-min(28, fit.season.size):].mean()))):
+        lam = level * fit.mu[data.seq[test]] + fit.alpha[data.cat[test], 0] * S[test]
+        seq_ll = np.bincount(data.seq[test], np.log(np.maximum(lam, 1e-300)), minlength=n_seq)
+        base_comp = np.where(seen, level * fit.mu * window_days, 0.0)
+        seq_ll = seq_ll - base_comp - excite_comp
+        user_ll = np.bincount(data.seq_user[seen], seq_ll[seen], minlength=n_users)
+        out[rule] = {
+            "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(seq_ll.sum()),
+            "points": int(test.size), "expected_points": float(base_comp.sum() + excite_comp.sum()),
+            "expected_from_baseline": float(base_comp.sum()), "sequences": int(seen.sum()), "users": int(user_seen.sum()),
+            "mu_median_per_day": float(np.median(fit.mu[seen])) if seen.any() else None, "season_level": level,
+            "baseline_rule": rule,
+        }
+    return out
+
+
+def bootstrap_diff(a: dict, b: dict, n_boot: int, seed: int) -> dict:
+    """Per-point difference a - b with a percentile 95% interval over users resampled with replacement."""
+    if not np.array_equal(a["user_pts"], b["user_pts"]):
+        raise RuntimeError("the two variants scored different points")
+    d = a["user_ll"] - b["user_ll"]
+    pts = a["user_pts"].astype(float)
+    n = d.size
+    est = float(d.sum() / max(pts.sum(), 1.0))
+    rng = np.random.default_rng(seed)
+    stats = []
+    for start in range(0, n_boot, 50):
+        k = min(50, n_boot - start)
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(k)]).astype(float)
+        num, den = counts @ d, counts @ pts
+        stats.append(np.where(den > 0, num / np.maximum(den, 1.0), np.nan))
+    stats = np.concatenate(stats)
+    stats = stats[np.isfinite(stats)]
+    lo, hi = (np.percentile(stats, [2.5, 97.5]) if stats.size else (np.nan, np.nan))
+    return {"per_point": est, "ci95": [float(lo), float(hi)], "total": float(d.sum()), "users": int(n), "boot": int(stats.size)}
+
+
+def score_variants(events, cutoff, window_days, variants, config: FitConfig, args) -> dict:
+    """heldout_loglik for every variant, its per-user decomposition (checked) and the bootstrap differences."""
+    scores, parts = {}, {}
+    for vname, hl, w in variants:
+        t0 = time.perf_counter()
+        official = heldout_loglik(events, cutoff, window_days, hl, w, config, name=vname)
+        t1 = time.perf_counter()
+        candidates = heldout_by_user(events, cutoff, window_days, hl, w, config)
+        t2 = time.perf_counter()
+
+        def same(m: dict) -> bool:
+            return math.isclose(official.loglik, m["total"], rel_tol=1e-9, abs_tol=1e-6) and official.points == m["points"]
+
+        matching = [m for m in candidates.values() if same(m)]
+        agree = bool(matching)
+        mine = matching[0] if matching else next(iter(candidates.values()))
+        scores[vname] = {
+            "loglik": official.loglik, "points": official.points, "per_point": official.per_point,
+            "sequences": official.sequences, "users": mine["users"], "expected_points": mine["expected_points"],
+            "expected_from_baseline": mine["expected_from_baseline"], "mu_median_per_day": mine["mu_median_per_day"],
+            "season_level": mine["season_level"], "baseline_rule": mine["baseline_rule"] if agree else "no match",
+            "per_user_sum_matches": agree, "seconds": round(t1 - t0, 2), "per_user_seconds": round(t2 - t1, 2),
+        }
+        parts[vname] = mine
+    out = {"window_end": config.window_end, "heldout": scores, "test_points": scores["7d"]["points"],
+           "scored_sequences": scores["7d"]["sequences"], "scored_users": scores["7d"]["users"], "parts": parts}
+    out["per_user_decomposition_ok"] = all(v["per_user_sum_matches"] for v in scores.values())
+    if not out["per_user_decomposition_ok"]:
+        print("WARNING: the per-user decomposition no longer matches heldout_loglik (fit.py changed?): "
+              "bootstrap intervals are not valid; update heldout_by_user", file=sys.stderr, flush=True)
+    if "learned" in scores:
+        cmp = {f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
+               for a in ("learned", "global") for b in ("7d", "30d")}
+        best = max(("7d", "30d"), key=lambda k: scores[k]["per_point"])
+        out["best_fixed"] = best
+        out["comparisons"] = cmp
+        out["learned_minus_best_fixed"] = cmp[f"learned-{best}"]
+        out["learned_beats_both_fixed"] = bool(all(scores["learned"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
+        out["learned_beats_both_fixed_ci"] = bool(all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
+    return out
+
+
+# -- one dataset -----------------------------------------------------------------------
+def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, args) -> dict:
+    out: dict = {"dataset": name, "path": str(path), "window_days": window_days,
+                 "window_reason": WINDOWS.get(name, (None, "given on the command line"))[1]}
+    t0 = time.perf_counter()
+    store, report = open_events(path)
+    last = store.last_time()
+    events = store.scan()
+    out["load_seconds"] = round(time.perf_counter() - t0, 2)
+    if report is not None:
+        out["ingest"] = {k: getattr(report, k) for k in ("rows_read", "kept", "quarantined", "duplicates")
+                         if hasattr(report, k)}
+    if args.quick:
+        events = subsample_users(events, args.quick_users, args.seed)
+        out["quick_users"] = args.quick_users
+    last = last.replace(tzinfo=timezone.utc) if last.tzinfo is None else last.astimezone(timezone.utc)
+    cutoff = last - timedelta(days=window_days)
+    ts = events[schema.TIMESTAMP].cast(pa.timestamp("us"))
+    cut_naive = pa.scalar(cutoff.replace(tzinfo=None), pa.timestamp("us"))
+    n_train = int(pc.sum(pc.less_equal(ts, cut_naive)).as_py())
+    types = pc.value_counts(events[schema.EVENT]).to_pylist()
+    cats = events[schema.CATEGORY]
+    out.update({
+        "events": events.num_rows,
+        "users": len(pc.unique(events[schema.USER])),
+        "items": len(pc.unique(events[schema.ITEM])),
+        "categories": len(pc.unique(pc.drop_null(cats))),
+        "event_types": {t["values"]: t["counts"] for t in types},
+        "first_event": pc.min(ts).as_py().isoformat() + "Z",
+        "last_event": last.isoformat(),
+        "cutoff": cutoff.isoformat(),
+        "train_events": n_train,
+        "test_events": events.num_rows - n_train,
+        "fit_config": config.model_dump(),
+    })
+
+    # -- fit
+    t0 = time.perf_counter()
+    try:
+        model = fit_decay(events, cutoff, config)
+    except Exception as exc:  # report and go on: the fixed baselines are still scored
+        model = None
+        out["fit_error"] = f"{type(exc).__name__}: {exc}"
+        out["fit_traceback"] = traceback.format_exc(limit=-4)
+    out["fit_seconds"] = round(time.perf_counter() - t0, 2)
+    if model is not None:
+        cat_days = [v.days for v in model.by_category.values()]
+        dense = [v.days for v in model.by_category.values() if v.points >= config.min_points]
+        bounded = [v for v in model.by_category.values() if v.low > config.grid_min_days * 1.0001 and v.high < config.grid_max_days * 0.9999]
+        g = model.global_half_life
+        out.update({
+            "train_points": model.diagnostics.get("points"),
+            "train_sequences": model.diagnostics.get("sequences"),
+            "global_half_life": half_life_dict(g),
+            "global_outside_interval": not (g.low <= g.days <= g.high),
+            "global_outside_grid": not (config.grid_min_days <= g.days <= config.grid_max_days),
+            "by_event": {k: half_life_dict(v) for k, v in model.by_event.items()},
+            "weights": model.weights,
+            "prior_log_sd": model.prior_log_sd,
+            "per_category_half_life": {
+                "n": len(cat_days), "p10": pct(cat_days, 10), "median": pct(cat_days, 50), "p90": pct(cat_days, 90),
+                "with_min_points": {"n": len(dense), "p10": pct(dense, 10), "median": pct(dense, 50), "p90": pct(dense, 90)},
+                "bounded_intervals": len(bounded),
+            },
+        })
+        weights = model.weights
+        learned = {k: v.days for k, v in model.by_category.items()}
+        learned["__global__"] = g.days
+        variants = [("learned", learned, weights), ("global", g.days, weights)]
+    else:
+        weights = {}
+        variants = []
+    unit = {e: 1.0 for e in out["event_types"]}
+    if not weights:
+        weights = unit
+    variants += [("7d", FIXED[0], weights), ("30d", FIXED[1], weights), ("7d-unit", FIXED[0], unit)]
+    out["weights_for_fixed"] = "learned" if model is not None else "unit (fit failed)"
+    out["unit_weights_equal_learned"] = bool(model is not None and {k: round(v, 12) for k, v in weights.items()} == unit)
+
+    # -- held-out: scored twice, with the baselines fitted on windows that close at each user's
+    # last event (heldout_loglik's default, as fit_decay) and on windows open until the cutoff
+    # (the same exposure as the test window, where every seen sequence is at risk throughout).
+    out["scoring"] = {}
+    for mode in args.score_modes:
+        score_config = config.model_copy(update={"window_end": mode})
+        out["scoring"][mode] = score_variants(events, cutoff, window_days, variants, score_config, args)
+    main_mode = args.score_modes[0]
+    out.update({k: v for k, v in out["scoring"][main_mode].items() if k != "parts"})
+    out["main_scoring"] = main_mode
+    for mode in args.score_modes:
+        out["scoring"][mode].pop("parts", None)
+    return out
+
+
+# -- output ----------------------------------------------------------------------------
+def fmt(x, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if abs(x) >= 1e4:
+        return f"{x:.3g}"
+    return f"{x:.{digits}f}"
+
+
+def fmt_days(d: float | None) -> str:
+    if d is None:
+        return "n/a"
+    if d < 1 / 24:
+        return f"{d * 1440:.1f} min"
+    if d < 1:
+        return f"{d * 24:.1f} h"
+    return f"{d:.1f} d"
+
+
+MIN_TEST_POINTS = 30  # below this, per-point held-out numbers are not shown in the table
+
+
+def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
+    lines = [
+        "| dataset | window | test points (expected, 7d) | learned | global | 7d | 30d | 7d-unit | learned - best fixed [95% CI] | learned beats both |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['dataset']} | | | error: {r['error'][:80]} | | | | | | |")
+            continue
+        sc = r["scoring"][mode]
+        s = sc["heldout"]
+        n = sc["test_points"]
+        expected = f"{n:,} ({s['7d']['expected_points']:,.0f})"
+        if n < MIN_TEST_POINTS:
+            lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | too few test points: "
+                         f"sequences do not recur after the cutoff | | | | | | n/a |")
+            continue
+        pp = {k: fmt(s[k]["per_point"]) if k in s else "fit failed" for k in ("learned", "global", "7d", "30d", "7d-unit")}
+        if "learned_minus_best_fixed" in sc:
+            d = sc["learned_minus_best_fixed"]
+            diff = f"{fmt(d['per_point'])} vs {sc['best_fixed']} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]"
+            if not sc.get("per_user_decomposition_ok", True):
+                diff += " (CI INVALID: per-user terms do not match heldout_loglik)"
+            beats = ("yes" if sc["learned_beats_both_fixed_ci"] else "yes (CI overlaps 0)") if sc["learned_beats_both_fixed"] else "no"
+        else:
+            diff, beats = "n/a", "n/a"
+        lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['global']} | "
+                     f"{pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {diff} | {beats} |")
+    return lines
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = [
+        "Held-out log-likelihood per scored point (nats, higher is better) of the engagement points in the "
+        "last window, for sequences (user x category) seen before the cutoff. learned: per-category half-lives; "
+        "global: the learned pooled half-life; 7d / 30d: fixed half-lives, all four with the same learned "
+        "event weights; 7d-unit: 7 days with unit weights (identical to 7d when the log has one event type). "
+        f"Difference: learned - best of 7d/30d, 95% bootstrap interval over users (B={meta['boot']}, fitted "
+        "parameters held fixed). Expected: the model's predicted number of test points (7d variant).",
+        "",
+    ]
+    titles = {
+        "user_last_event": "Scored as heldout_loglik's default: baselines fitted on windows that close at each user's last event "
+                           "(fit_decay's default), then run over the whole test window for every seen sequence.",
+        "now": "Scored with window_end='now': baselines fitted on windows open until the cutoff, the same exposure "
+               "as the test window.",
+    }
+    for mode in meta["score_modes"]:
+        lines += [f"**{titles.get(mode, mode)}**", ""] + heldout_table(results, mode, meta) + [""]
+    lines += [
+        "",
+        "| dataset | events | users | categories | train / test events | train points | fit s | global half-life [95%] | per-category half-life p10 / median / p90 | weights |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            continue
+        if "global_half_life" in r:
+            g = r["global_half_life"]
+            ghl = f"{fmt_days(g['days'])} [{fmt_days(g['low'])}, {fmt_days(g['high'])}]"
+            if r["global_outside_interval"] or r["global_outside_grid"]:
+                ghl += " (estimate outside its interval / the grid)"
+            c = r["per_category_half_life"]
+            spread = f"{fmt_days(c['p10'])} / {fmt_days(c['median'])} / {fmt_days(c['p90'])} ({c['n']} cat.)" if c["n"] else "no categories"
+            wts = ", ".join(f"{k} {v:.2f}" for k, v in r["weights"].items())
+        else:
+            ghl, spread, wts = f"fit failed: {r.get('fit_error', '')[:80]}", "", ""
+        lines.append(f"| {r['dataset']} | {r['events']:,} | {r['users']:,} | {r['categories']:,} | "
+                     f"{r['train_events']:,} / {r['test_events']:,} | {r.get('train_points') or 0:,} | {r['fit_seconds']:.0f} | "
+                     f"{ghl} | {spread} | {wts} |")
+    lines += ["", "Windows and grids:", ""]
+    for r in results:
+        if "error" in r:
+            continue
+        fc = r["fit_config"]
+        lines.append(f"- {r['dataset']}: cutoff {r['cutoff']} (window {r['window_days']:g} d: {r['window_reason']}); "
+                     f"half-life grid {fmt_days(fc['grid_min_days'])} .. {fmt_days(fc['grid_max_days'])}, {fc['grid_points']} points.")
+    lines.append("")
+    lines.append(f"Run: {meta['total_seconds']:.0f} s total on {meta['machine']}{' (--quick)' if meta['quick'] else ''}; "
+                 f"fit.py sha256 {meta['fit_py_sha256'][:12]}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parents[1]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--window-days", default=None,
+                        help="days for all datasets, or name=days,...; default per dataset: " +
+                             ", ".join(f"{k}={v[0]:g}" for k, v in WINDOWS.items()))
+    parser.add_argument("--out", type=Path, default=root / "bench" / "results" / "decay_fit.json")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run: a user sample, a coarse grid, fewer EM iterations")
+    parser.add_argument("--quick-users", type=int, default=3000)
+    parser.add_argument("--default-grid", action="store_true", help="FitConfig's default half-life grid for every dataset")
+    parser.add_argument("--grid-points", type=int, default=None, help="override the grid's point count")
+    parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of users")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score-window-end", default="user_last_event,now",
+                        help="window_end settings to score with (comma list; the first is the main one)")
+    args = parser.parse_args(argv)
+
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    args.score_modes = [m.strip() for m in args.score_window_end.split(",") if m.strip()]
+    windows = parse_windows(args.window_days, names)
+    started = time.perf_counter()
+    results = []
+    for name in names:
+        path = args.data / name / "events.csv.gz"
+        config = grid_config(name, args.default_grid, args.grid_points, args.quick)
+        print(f"[{time.perf_counter() - started:6.0f} s] {name}: window {windows[name]:g} d, "
+              f"grid {config.grid_min_days:.4g}..{config.grid_max_days:g} d x {config.grid_points}", file=sys.stderr, flush=True)
+        if not path.exists():
+            results.append({"dataset": name, "error": f"{path} not found"})
+            continue
+        try:
+            r = run_dataset(name, path, windows[name], config, args)
+        except Exception as exc:
+            r = {"dataset": name, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        results.append(r)
+        msg = r.get("error") or r.get("fit_error") or f"fit {r['fit_seconds']:.0f} s"
+        print(f"[{time.perf_counter() - started:6.0f} s] {name}: {msg}", file=sys.stderr, flush=True)
+
+    meta = {
+        "what": "learned vs fixed half-lives, next-window held-out log-likelihood (decayrec.decay.fit.heldout_loglik)",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick, "boot": args.boot, "score_modes": args.score_modes, "seed": args.seed, "default_grid": args.default_grid,
+        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
+        "argv": sys.argv[1:],
+        "fit_py_sha256": FIT_PY_SHA256,
+        "bootstrap": "users resampled with replacement; per-user held-out terms with fitted baselines and "
+                     "excitations fixed (test-sample uncertainty of the comparison, not refitting noise)",
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    md = markdown(results, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str) + "\n")
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
