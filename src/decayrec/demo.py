@@ -13,11 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from decayrec.timeparse import iso
+from decayrec.views import summary_table
 
 
 def run_demo(workdir: Path, *, users: int, seed: int, console: Console, progress: Callable) -> None:
-    from decayrec.cli import _print_ingest
+    from decayrec.views import print_ingest
     from decayrec.ingest import ingest
     from decayrec.simulate import SimConfig, simulate
     from decayrec.store import EventStore
@@ -38,7 +38,7 @@ def run_demo(workdir: Path, *, users: int, seed: int, console: Console, progress
     with EventStore.open(store_dir, create=True) as store, progress("ingest") as bar:
         report = ingest([events_path], store, progress=bar)
     console.print(f"[bold]2. ingested into the embedded store[/] {store_dir}")
-    _print_ingest(report)
+    print_ingest(report, console)
 
     with EventStore.open(store_dir, read_only=True) as store:
         summary = store.summary()
@@ -52,7 +52,7 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     """Fit half-lives on the simulated shop and compare them with the truth it was built from."""
     import numpy as np
 
-    from decayrec.cli import decay_table, profile_tables
+    from decayrec.views import decay_table, profile_tables
     from decayrec.decay.fit import FitConfig, fit_decay
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel
@@ -82,20 +82,3 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     busiest = max(users, key=lambda u: u["counts"])["values"]
     console.print(f"[bold]4. an interest profile[/] (the busiest user; any user: decayrec profile --events {workdir / 'store'} --user ID)")
     console.print(profile_tables(build_profile(events, busiest, model, strength_cat, strength_item, now, top=4)))
-
-
-def summary_table(summary: dict) -> Table:
-    """The store summary as a two-column table."""
-    table = Table(title="what is in the store", title_justify="left", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("users", f"{summary['users']:,}")
-    table.add_row("items", f"{summary['items']:,}")
-    table.add_row("categories", f"{summary['categories']:,}")
-    table.add_row("events", f"{summary['events']:,}")
-    for event, n in summary["events_by_type"].items():
-        table.add_row(f"  {event}", f"{n:,}")
-    if summary["first"] is not None:
-        days = (summary["last"] - summary["first"]).total_seconds() / 86400
-        table.add_row("time span", f"{iso(summary['first'])} .. {iso(summary['last'])} ({days:.0f} days)")
-    return table
