@@ -126,3 +126,17 @@ def test_too_little_history_is_an_input_error():
     )
     with pytest.raises(InputError, match="too few"):
         fit_decay(table, parse_time("2020-02-01"))
+
+
+def test_next_window_objective_chooses_half_lives_by_forecasting(shop):
+    sim, end = shop
+    small = sim.events.slice(0, 60_000)
+    now = small["timestamp"][-1].as_py()
+    model = fit_decay(small, now, FitConfig(objective="next_window", validation_days=10, fit_by_event=False, grid_points=9, em_iterations=15))
+    assert all(hl.low <= hl.days <= hl.high for hl in model.by_category.values())
+    truth = sim.truth["half_life_days"]["by_category"]
+    short = [c for c, h in truth.items() if h < 1.5 and c not in sim.truth["consumable_cycles_days"]]
+    # fast-fading categories still read as fast-fading when chosen for forecasting
+    assert all(model.by_category[c].days < 5 for c in short)
+    with pytest.raises(InputError, match="validation_days"):
+        fit_decay(small, now, FitConfig(objective="next_window", validation_days=1e-7, grid_points=5, em_iterations=5))

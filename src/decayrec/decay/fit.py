@@ -68,6 +68,12 @@ class FitConfig(BaseModel):
     min_points: int = Field(50, ge=1, description="Points a category needs to enter the prior's spread estimate.")
     prior_log_sd: float | None = Field(None, gt=0, description="Spread of log half-lives across categories; None: estimated.")
     fit_by_event: bool = Field(True, description="Also fit one half-life per event type.")
+    objective: Literal["likelihood", "next_window"] = Field(
+        "likelihood",
+        description="Choose half-lives by the likelihood of the whole history, or by forecasting the last "
+        "validation_days from what came before (better when the shop's dynamics change over time).",
+    )
+    validation_days: float = Field(30.0, gt=0, description="The forecast window of the next_window objective.")
     window_end: Literal["user_last_event", "now"] = Field(
         "user_last_event", description="Where each user's windows close: their last event (default) or now."
     )
@@ -444,17 +450,37 @@ def _category_loglik(data: Sequences, config: FitConfig, idx: np.ndarray, w: np.
     return _em(_problem(data, idx, feats, comp, by_category=True), _iterations(config, prev is not None), prev)
 
 
-def _by_category(data: Sequences, config: FitConfig, idx: np.ndarray, weights: np.ndarray, center: float,
-                 ) -> tuple[list[Curve], float, EMResult]:
-    """Profile curves of every category: a shared grid, then two local refinements per category."""
+def _by_category(data: Sequences, config: FitConfig, idx: np.ndarray, weights: np.ndarray, center: float | None,
+                 ) -> tuple[list[Curve], float, float, EMResult | None]:
+    """Curves of every category: a shared grid, then two local refinements per category.
+
+    With ``objective="likelihood"`` a curve is the category's profile log-likelihood; with
+    ``"next_window"`` it is the log-likelihood of the category's engagement in the last
+    ``validation_days`` given a fit on everything before (forecasting skill). Returns the
+    curves, the prior's spread, its centre (the pooled best when ``center`` is None) and
+    the last fit (for warm starts; None for the next-window objective).
+    """
     w = weights[data.etype]
+    score = _next_window_scorer(data, config, weights) if config.objective == "next_window" else None
     log_grid = np.log(_grid(config))
     curves = [Curve([], []) for _ in range(data.n_cat)]
     prev = None
+
+    def run(h_by_cat: np.ndarray) -> np.ndarray:
+        nonlocal prev
+        if score is not None:
+            values, prev = score(h_by_cat, prev)
+            return values
+        prev = _category_loglik(data, config, idx, w, h_by_cat, prev)
+        return prev.loglik_by_group
+
     for log_h in log_grid:
-        prev = _category_loglik(data, config, idx, w, np.full(data.n_cat, math.exp(log_h)), prev)
+        values = run(np.full(data.n_cat, math.exp(log_h)))
         for c in range(data.n_cat):
-            curves[c].add(log_h, prev.loglik_by_group[c])
+            curves[c].add(log_h, values[c])
+    if center is None:
+        total = np.sum([cv.values for cv in curves], axis=0)
+        center = float(log_grid[int(np.argmax(total))])
     points = np.bincount(data.cat[idx], minlength=data.n_cat)
     sd = _prior_sd(curves, points, config, (log_grid[0], log_grid[-1]))
     step = log_grid[1] - log_grid[0]
@@ -462,10 +488,40 @@ def _by_category(data: Sequences, config: FitConfig, idx: np.ndarray, weights: n
         best = np.array([_summarise(cv, (log_grid[0], log_grid[-1]), _log_prior(center, sd)).days for cv in curves])
         for offset in (-scale * step, scale * step):
             log_h = np.clip(np.log(best) + offset, log_grid[0], log_grid[-1])
-            prev = _category_loglik(data, config, idx, w, np.exp(log_h), prev)
+            values = run(np.exp(log_h))
             for c in range(data.n_cat):
-                curves[c].add(log_h[c], prev.loglik_by_group[c])
-    return curves, sd, prev
+                curves[c].add(log_h[c], values[c])
+    return curves, sd, center, (None if score is not None else prev)
+
+
+def _next_window_scorer(data: Sequences, config: FitConfig, weights: np.ndarray):
+    """A function scoring per-category half-lives by the likelihood of the last window, fit before it."""
+    cutoff = data.now - config.validation_days
+    train = data.times <= cutoff
+    train_data, seen = _truncate(data, train, cutoff, config.window_end)
+    tidx = np.flatnonzero(train_data.is_point)
+    w = weights[data.etype]
+    test = np.flatnonzero(data.is_point & ~train & seen[data.seq])
+    in_seen = seen[data.seq]
+    window = Sequences(**{**data.__dict__, "end": np.full(data.n_seq, data.now)})
+    if test.size == 0:
+        raise InputError(
+            f"no repeat engagement in the last {config.validation_days:g} days to score half-lives on",
+            "use objective='likelihood' or a longer validation_days",
+        )
+
+    def score(h_by_cat: np.ndarray, prev: EMResult | None) -> tuple[np.ndarray, EMResult]:
+        fit = _category_loglik(train_data, config, tidx, w[train], h_by_cat, prev)
+        h = h_by_cat[data.cat]
+        S = _states(data, h, w)
+        lam = np.maximum(fit.mu[data.seq[test]] + fit.alpha[data.cat[test], 0] * S[test], 1e-300)
+        values = np.bincount(data.cat[test], np.log(lam), minlength=data.n_cat)
+        values -= np.bincount(data.seq_cat[seen], fit.mu[seen] * config.validation_days, minlength=data.n_cat)
+        mass = _kernel_mass(window, h, start=cutoff) * w
+        values -= np.bincount(data.cat[in_seen], fit.alpha[data.cat[in_seen], 0] * mass[in_seen], minlength=data.n_cat)
+        return values, fit
+
+    return score
 
 
 def _log_prior(center: float, sd: float):
@@ -524,8 +580,13 @@ def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, 
     global_hl = _summarise(curve, bounds, events=int(data.times.size), points=int(idx.size))
 
     report(1, steps, "half-life per category")
-    center = math.log(global_hl.days)
-    curves, sd, last = _by_category(data, config, idx, weights, center)
+    center = math.log(global_hl.days) if config.objective == "likelihood" else None
+    curves, sd, center, last = _by_category(data, config, idx, weights, center)
+    if config.objective == "next_window":  # the pooled value is the pooled forecasting optimum too
+        n_grid = config.grid_points
+        total = np.sum([cv.values[:n_grid] for cv in curves], axis=0)
+        pooled_curve = Curve(list(curves[0].log_h[:n_grid]), list(total))
+        global_hl = _summarise(pooled_curve, bounds, events=int(data.times.size), points=int(idx.size))
     points = np.bincount(data.cat[idx], minlength=data.n_cat)
     n_events = np.bincount(data.cat, minlength=data.n_cat)
     prior = _log_prior(center, sd)
