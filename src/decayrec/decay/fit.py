@@ -324,7 +324,11 @@ def _em(problem: Problem, iterations: int, init: EMResult | None = None) -> EMRe
             immigrants = np.bincount(pday, r0, minlength=data.n_days)
             at_risk = _day_totals(data, mean_mu)
             ok = at_risk > 0
-            season = np.where(ok, immigrants / np.maximum(at_risk, 1e-300), 1.0)
+            # Shrunk toward 1 by a pseudo-day of the average day's evidence: days with little
+            # at risk (early, sparse logs; the end of each window) cannot swing the season.
+            prior = max(at_risk[ok].mean(), 1e-300) if ok.any() else 1.0
+            rate_all = immigrants.sum() / max(at_risk.sum(), 1e-300)
+            season = (immigrants + prior * rate_all) / np.maximum(at_risk + prior, 1e-300) / max(rate_all, 1e-300)
             if ok.any():
                 season /= max(season[ok].mean(), 1e-300)
             exposure = _season_exposure(data, season)
@@ -380,6 +384,9 @@ def _summarise(curve: Curve, bounds: tuple[float, float], log_prior=None, events
     post = y + (log_prior(x) if log_prior is not None else 0.0)
     order = np.argsort(x)
     x, y, post = x[order], y[order], post[order]
+    # repeated points (refinements clipped at a grid edge) count once: a parabola needs 3 distinct x
+    x, first = np.unique(x, return_index=True)
+    y, post = y[first], post[first]
     j = int(np.argmax(post))
     near = np.argsort(np.abs(x - x[j]))[:5]
     est, lo, hi = x[j], bounds[0], bounds[1]
@@ -388,7 +395,7 @@ def _summarise(curve: Curve, bounds: tuple[float, float], log_prior=None, events
         if c2 < 0:
             vertex = -c1 / (2 * c2)
             span = np.ptp(x[near])
-            est = x[j] + float(np.clip(vertex, -span, span))
+            est = float(np.clip(x[j] + np.clip(vertex, -span, span), bounds[0], bounds[1]))
             half = math.sqrt(CI_DROP / -c2)
             lo, hi = max(est - half, bounds[0]), min(est + half, bounds[1])
     # a curve too flat for the parabola: read the interval off the points themselves
@@ -437,6 +444,8 @@ def _pooled(data: Sequences, config: FitConfig, idx: np.ndarray) -> tuple[Curve,
     step = log_grid[1] - log_grid[0]
     best = curve.best()
     for offset in (-step / 2, step / 2):
+        if not log_grid[0] <= best + offset <= log_grid[-1]:
+            continue
         at(best + offset)
     return curve, fits[curve.best()]
 
