@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-ingest bench-decay clean
+.PHONY: demo test bench bench-ingest bench-decay bench-recommend clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-ingest bench-decay
+bench: bench-ingest bench-decay bench-recommend
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --rows 1000000 --out bench/results/ingest.json
@@ -30,6 +30,9 @@ bench-decay: $(STAMP)
 	$(BIN)/python bench/bench_decay.py --out bench/results/decay.json
 	$(BIN)/python bench/bench_decay_recovery.py --out bench/results/decay_recovery.json | tee bench/results/decay_recovery.md
 	$(BIN)/python bench/bench_decay_fit.py --out bench/results/decay_fit.json
+
+bench-recommend: $(STAMP)
+	$(BIN)/python bench/bench_recommend.py --out bench/results/recommend.json
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache
