@@ -91,7 +91,7 @@ def parse_windows(text: str | None, names: list[str]) -> dict[str, float]:
     return out
 
 
-def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: bool) -> FitConfig:
+def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: bool, options: dict | None = None) -> FitConfig:
     base = FitConfig()
     lo, hi = (base.grid_min_days, base.grid_max_days) if default_grid else GRIDS.get(name, (base.grid_min_days, base.grid_max_days))
     if grid_points is None:
@@ -100,7 +100,20 @@ def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: b
     kw: dict = dict(grid_min_days=lo, grid_max_days=hi, grid_points=grid_points, fit_by_event=True)
     if quick:
         kw.update(grid_points=min(grid_points, 9), em_iterations=20)
+    kw.update(options or {})
     return FitConfig(**kw)
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["objective=next_window", "validation_days=60"]`` -> FitConfig fields (values read as JSON when they parse)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def subsample_users(events: pa.Table, n_users: int, seed: int) -> pa.Table:
@@ -228,13 +241,16 @@ def score_variants(events, cutoff, window_days, variants, config: FitConfig, arg
               "bootstrap intervals are not valid; update heldout_by_user", file=sys.stderr, flush=True)
     if "learned" in scores:
         cmp = {f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
-               for a in ("learned", "global") for b in ("7d", "30d")}
+               for a in ("learned", "global", "learned-nw", "global-nw") if a in parts for b in ("7d", "30d")}
         best = max(("7d", "30d"), key=lambda k: scores[k]["per_point"])
         out["best_fixed"] = best
         out["comparisons"] = cmp
         out["learned_minus_best_fixed"] = cmp[f"learned-{best}"]
         out["learned_beats_both_fixed"] = bool(all(scores["learned"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
         out["learned_beats_both_fixed_ci"] = bool(all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
+        if "learned-nw" in scores:
+            out["learned_nw_minus_best_fixed"] = cmp[f"learned-nw-{best}"]
+            out["learned_nw_beats_both_fixed"] = bool(all(scores["learned-nw"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
     return out
 
 
@@ -307,6 +323,14 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
         learned = {k: v.days for k, v in model.by_category.items()}
         learned["__global__"] = g.days
         variants = [("learned", learned, weights), ("global", g.days, weights)]
+        # The same model with half-lives chosen for forecasting: the last window-long stretch of
+        # the training period is predicted from what came before it (objective="next_window").
+        t1 = time.perf_counter()
+        nw = fit_decay(events, cutoff, config.model_copy(update={"objective": "next_window", "validation_days": window_days}))
+        out["fit_seconds_next_window"] = round(time.perf_counter() - t1, 2)
+        out["global_half_life_next_window"] = half_life_dict(nw.global_half_life)
+        learned_nw = {k: v.days for k, v in nw.by_category.items()} | {"__global__": nw.global_half_life.days}
+        variants += [("learned-nw", learned_nw, weights), ("global-nw", nw.global_half_life.days, weights)]
     else:
         weights = {}
         variants = []
@@ -356,12 +380,12 @@ MIN_TEST_POINTS = 30  # below this, per-point held-out numbers are not shown in 
 
 def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
     lines = [
-        "| dataset | window | test points (expected, 7d) | learned | global | 7d | 30d | 7d-unit | learned - best fixed [95% CI] | learned beats both |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | window | test points (expected, 7d) | learned | global | learned, next-window | global, next-window | 7d | 30d | 7d-unit | learned - best fixed [95% CI] | learned beats both |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['dataset']} | | | error: {r['error'][:80]} | | | | | | |")
+            lines.append(f"| {r['dataset']} | | | error: {r['error'][:80]} | | | | | | | | |")
             continue
         sc = r["scoring"][mode]
         s = sc["heldout"]
@@ -369,9 +393,10 @@ def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
         expected = f"{n:,} ({s['7d']['expected_points']:,.0f})"
         if n < MIN_TEST_POINTS:
             lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | too few test points: "
-                         f"sequences do not recur after the cutoff | | | | | | n/a |")
+                         f"sequences do not recur after the cutoff | | | | | | | | n/a |")
             continue
-        pp = {k: fmt(s[k]["per_point"]) if k in s else "fit failed" for k in ("learned", "global", "7d", "30d", "7d-unit")}
+        pp = {k: fmt(s[k]["per_point"]) if k in s else "fit failed"
+              for k in ("learned", "global", "learned-nw", "global-nw", "7d", "30d", "7d-unit")}
         if "learned_minus_best_fixed" in sc:
             d = sc["learned_minus_best_fixed"]
             diff = f"{fmt(d['per_point'])} vs {sc['best_fixed']} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]"
@@ -381,7 +406,7 @@ def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
         else:
             diff, beats = "n/a", "n/a"
         lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['global']} | "
-                     f"{pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {diff} | {beats} |")
+                     f"{pp['learned-nw']} | {pp['global-nw']} | {pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {diff} | {beats} |")
     return lines
 
 
@@ -450,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick-users", type=int, default=3000)
     parser.add_argument("--default-grid", action="store_true", help="FitConfig's default half-life grid for every dataset")
     parser.add_argument("--grid-points", type=int, default=None, help="override the grid's point count")
+    parser.add_argument("--fit-option", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other FitConfig field, e.g. --fit-option em_iterations=120 (repeatable)")
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of users")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score-window-end", default="user_last_event,now",
@@ -463,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         path = args.data / name / "events.csv.gz"
-        config = grid_config(name, args.default_grid, args.grid_points, args.quick)
+        config = grid_config(name, args.default_grid, args.grid_points, args.quick, parse_options(args.fit_option))
         print(f"[{time.perf_counter() - started:6.0f} s] {name}: window {windows[name]:g} d, "
               f"grid {config.grid_min_days:.4g}..{config.grid_max_days:g} d x {config.grid_points}", file=sys.stderr, flush=True)
         if not path.exists():
