@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from decayrec.views import summary_table
 

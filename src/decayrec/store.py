@@ -26,10 +26,10 @@ _COLS = schema.COLUMNS
 # Exact duplicates: every column equal, NULL equal to NULL.
 _SAME = " AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in ("ts", *_COLS[:3], *_COLS[4:]))
 _EVENT_ENUM = ", ".join(f"'{e}'" for e in schema.EVENT_TYPES)
-_EXPORT_SELECT = f"""
+_EXPORT_SELECT = """
     SELECT user_id, item_id, CAST(event AS VARCHAR) AS event,
-           {{ts}} AS "timestamp", category_id, price, quantity, session_id
-    FROM events {{where}}
+           {ts} AS "timestamp", category_id, price, quantity, session_id
+    FROM events {where}
     ORDER BY events.ts, user_id, item_id
 """
 _ISO = "CASE WHEN microsecond(ts) = 0 THEN strftime(ts, '%Y-%m-%dT%H:%M:%SZ') ELSE strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') END"

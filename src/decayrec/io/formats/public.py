@@ -264,15 +264,15 @@ def _movielens(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
 
 # --- CDNOW ----------------------------------------------------------------------------------
 
-_CDNOW_SQL = f"""
+_CDNOW_SQL = """
 SELECT p[1] AS user_id, 'cdnow' AS item_id, 'purchase' AS event,
-       CASE WHEN regexp_full_match(p[2], '[0-9]{{8}}')
+       CASE WHEN regexp_full_match(p[2], '[0-9]{8}')
             THEN substr(p[2], 1, 4) || '-' || substr(p[2], 5, 2) || '-' || substr(p[2], 7, 2) ELSE p[2] END AS "timestamp",
        p[3] AS quantity,
        CASE WHEN try_cast(p[3] AS DOUBLE) > 0 AND try_cast(p[4] AS DOUBLE) IS NOT NULL
             THEN CAST(try_cast(p[4] AS DOUBLE) / try_cast(p[3] AS DOUBLE) AS VARCHAR) ELSE p[4] END AS price,
        CASE WHEN len(p) <> 4 THEN 'wrong number of fields: expected 4 separated by blanks (customer, YYYYMMDD, CDs, dollars), found ' || len(p)
-            WHEN NOT regexp_full_match(p[2], '[0-9]{{8}}') THEN 'date is not YYYYMMDD: ''' || left(p[2], 40) || ''''
+            WHEN NOT regexp_full_match(p[2], '[0-9]{8}') THEN 'date is not YYYYMMDD: ''' || left(p[2], 40) || ''''
             WHEN try_cast(p[3] AS DOUBLE) = 0 THEN 'zero CDs bought: no unit price'
        END AS _reason,
        CASE WHEN len(p) <> 4 THEN line END AS _raw
