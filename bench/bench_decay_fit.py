@@ -12,12 +12,10 @@ For each canonical dataset under ``../shared/data`` (see its README and SOURCE.m
    fixed 7 days with unit weights;
 5. a bootstrap over users of the per-point differences learned - 7d and learned - 30d.
 
-The bootstrap decomposes the held-out log-likelihood per user: the bench repeats the few
-lines of ``heldout_loglik`` with fit.py's own internals (``prepare``, ``_truncate``,
-``_fit_fixed``, ``_states``, ``_kernel_mass``, called read-only) and keeps the per-sequence
-terms; the sum is checked against ``heldout_loglik``'s total for every variant. Users are
-resampled with replacement (B times) with the fitted baselines and excitations held fixed, so
-the interval is the test-sample uncertainty of the comparison, not the refitting noise.
+The bootstrap uses :func:`decayrec.decay.fit.heldout_terms` (the held-out log-likelihood per
+(user, category) sequence, whose sum is ``heldout_loglik``) summed per user. Users are resampled
+with replacement (B times) with the fitted baselines and excitations held fixed, so the
+interval is the test-sample uncertainty of the comparison, not the refitting noise.
 
     python bench/bench_decay_fit.py                     # all four datasets (~10 min)
     python bench/bench_decay_fit.py --quick             # a small smoke run (~1 min)
@@ -45,7 +43,7 @@ import pyarrow.compute as pc
 
 from decayrec import schema
 from decayrec.decay import fit as F
-from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.decay.fit import FitConfig, fit_decay
 from decayrec.events import open_events
 
 DATASETS = ("amazon-beauty", "amazon-grocery", "taobao-fav", "yoochoose-clicks-100k")
@@ -136,56 +134,18 @@ def half_life_dict(hl) -> dict:
 # -- held-out scoring, per user -------------------------------------------------------
 def heldout_by_user(events: pa.Table, cutoff: datetime, window_days: float, half_lives, weights: dict[str, float],
                     config: FitConfig) -> dict:
-    """The terms of ``heldout_loglik`` per user (same code path, fit.py internals read-only).
-
-    Returns per-user log-likelihood and test points (users with a sequence seen before the
-    cutoff), the total, and the expected number of points in the window (the compensator).
-    """
-    data = F.prepare(events, cutoff + timedelta(days=window_days), config.point_events, "now")
-    cutoff_days = data.now - window_days
-    train = data.times <= cutoff_days
-    w_by_type = np.array([weights.get(e, 0.0) for e in schema.EVENT_TYPES])
-    names = data.categories.ids.to_pylist()
-    if isinstance(half_lives, dict):
-        default = half_lives.get("__global__", 7.0)
-        per_cat = np.array([half_lives.get(n, default) for n in names] + [default])
-    else:
-        per_cat = np.full(data.n_cat, float(half_lives))
-    train_data, seen = F._truncate(data, train, cutoff_days, config.window_end)
-    tidx = np.flatnonzero(train_data.is_point)
-    fit = F._fit_fixed(train_data, config, tidx, w_by_type, per_cat[train_data.cat])
-
-    h = per_cat[data.cat]
-    w = w_by_type[data.etype]
-    S = F._states(data, h, w)
-    test = np.flatnonzero(data.is_point & ~train & seen[data.seq])
-    window = F.Sequences(**{**data.__dict__, "end": np.full(data.n_seq, data.now)})
-    mass = F._kernel_mass(window, h, start=cutoff_days) * w
-    in_seen = seen[data.seq]
-    n_seq = data.n_seq
-    excite_comp = np.bincount(data.seq[in_seen], fit.alpha[data.cat[in_seen], 0] * mass[in_seen], minlength=n_seq)
-    seq_pts = np.bincount(data.seq[test], minlength=n_seq)
-    n_users = int(data.seq_user.max()) + 1
-    user_pts = np.bincount(data.seq_user[seen], seq_pts[seen], minlength=n_users)
-    user_seen = np.bincount(data.seq_user[seen], minlength=n_users) > 0
-    # fit.py has scored the window's baseline two ways (it is being edited): at the season's mean
-    # (1), or at the season's level of the last four training weeks. Both are computed here and
-    # score_variants keeps the one whose total equals heldout_loglik's.
-    out = {}
-    for rule, level in (("season mean (1)", 1.0), ("last 4 training weeks", float(fit.season[-min(28, fit.season.size):].mean()))):
-        lam = level * fit.mu[data.seq[test]] + fit.alpha[data.cat[test], 0] * S[test]
-        seq_ll = np.bincount(data.seq[test], np.log(np.maximum(lam, 1e-300)), minlength=n_seq)
-        base_comp = np.where(seen, level * fit.mu * window_days, 0.0)
-        seq_ll = seq_ll - base_comp - excite_comp
-        user_ll = np.bincount(data.seq_user[seen], seq_ll[seen], minlength=n_users)
-        out[rule] = {
-            "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(seq_ll.sum()),
-            "points": int(test.size), "expected_points": float(base_comp.sum() + excite_comp.sum()),
-            "expected_from_baseline": float(base_comp.sum()), "sequences": int(seen.sum()), "users": int(user_seen.sum()),
-            "mu_median_per_day": float(np.median(fit.mu[seen])) if seen.any() else None, "season_level": level,
-            "baseline_rule": rule,
-        }
-    return out
+    """:func:`decayrec.decay.fit.heldout_terms` summed per user (users with a sequence seen before the cutoff)."""
+    t = F.heldout_terms(events, cutoff, window_days, half_lives, weights, config)
+    n_users = int(t.seq_user.max()) + 1
+    users = t.seq_user[t.seen]
+    user_ll = np.bincount(users, t.loglik[t.seen], minlength=n_users)
+    user_pts = np.bincount(users, t.points[t.seen], minlength=n_users)
+    user_seen = np.bincount(users, minlength=n_users) > 0
+    return {
+        "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(t.loglik.sum()),
+        "points": int(t.points.sum()), "expected_points": float(t.expected.sum()),
+        "sequences": int(t.seen.sum()), "users": int(user_seen.sum()),
+    }
 
 
 def bootstrap_diff(a: dict, b: dict, n_boot: int, seed: int) -> dict:
@@ -210,35 +170,19 @@ def bootstrap_diff(a: dict, b: dict, n_boot: int, seed: int) -> dict:
 
 
 def score_variants(events, cutoff, window_days, variants, config: FitConfig, args) -> dict:
-    """heldout_loglik for every variant, its per-user decomposition (checked) and the bootstrap differences."""
+    """Held-out terms for every variant (heldout_loglik's own, summed per user) and the bootstrap differences."""
     scores, parts = {}, {}
     for vname, hl, w in variants:
         t0 = time.perf_counter()
-        official = heldout_loglik(events, cutoff, window_days, hl, w, config, name=vname)
-        t1 = time.perf_counter()
-        candidates = heldout_by_user(events, cutoff, window_days, hl, w, config)
-        t2 = time.perf_counter()
-
-        def same(m: dict) -> bool:
-            return math.isclose(official.loglik, m["total"], rel_tol=1e-9, abs_tol=1e-6) and official.points == m["points"]
-
-        matching = [m for m in candidates.values() if same(m)]
-        agree = bool(matching)
-        mine = matching[0] if matching else next(iter(candidates.values()))
+        mine = heldout_by_user(events, cutoff, window_days, hl, w, config)
         scores[vname] = {
-            "loglik": official.loglik, "points": official.points, "per_point": official.per_point,
-            "sequences": official.sequences, "users": mine["users"], "expected_points": mine["expected_points"],
-            "expected_from_baseline": mine["expected_from_baseline"], "mu_median_per_day": mine["mu_median_per_day"],
-            "season_level": mine["season_level"], "baseline_rule": mine["baseline_rule"] if agree else "no match",
-            "per_user_sum_matches": agree, "seconds": round(t1 - t0, 2), "per_user_seconds": round(t2 - t1, 2),
+            "loglik": mine["total"], "points": mine["points"], "per_point": mine["total"] / max(mine["points"], 1),
+            "sequences": mine["sequences"], "users": mine["users"], "expected_points": mine["expected_points"],
+            "seconds": round(time.perf_counter() - t0, 2),
         }
         parts[vname] = mine
     out = {"window_end": config.window_end, "heldout": scores, "test_points": scores["7d"]["points"],
            "scored_sequences": scores["7d"]["sequences"], "scored_users": scores["7d"]["users"], "parts": parts}
-    out["per_user_decomposition_ok"] = all(v["per_user_sum_matches"] for v in scores.values())
-    if not out["per_user_decomposition_ok"]:
-        print("WARNING: the per-user decomposition no longer matches heldout_loglik (fit.py changed?): "
-              "bootstrap intervals are not valid; update heldout_by_user", file=sys.stderr, flush=True)
     if "learned" in scores:
         cmp = {f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
                for a in ("learned", "global", "learned-nw", "global-nw") if a in parts for b in ("7d", "30d")}
@@ -400,8 +344,6 @@ def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
         if "learned_minus_best_fixed" in sc:
             d = sc["learned_minus_best_fixed"]
             diff = f"{fmt(d['per_point'])} vs {sc['best_fixed']} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]"
-            if not sc.get("per_user_decomposition_ok", True):
-                diff += " (CI INVALID: per-user terms do not match heldout_loglik)"
             beats = ("yes" if sc["learned_beats_both_fixed_ci"] else "yes (CI overlaps 0)") if sc["learned_beats_both_fixed"] else "no"
         else:
             diff, beats = "n/a", "n/a"

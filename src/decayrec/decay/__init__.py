@@ -20,7 +20,7 @@ from decayrec.decay.kernels import (
 )
 from decayrec.decay.state import DecayState
 from decayrec.decay.model import DecayModel, HalfLife
-from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik, heldout_terms
 from decayrec.decay.strength import StrengthModel
 from decayrec.decay.profile import Profile, build_profile, build_profiles, interest_table
 
@@ -35,6 +35,7 @@ __all__ = [
     "build_profiles",
     "fit_decay",
     "heldout_loglik",
+    "heldout_terms",
     "interest_table",
     "IdMap",
     "PairMap",

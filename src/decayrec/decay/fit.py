@@ -680,15 +680,29 @@ class HeldOut:
     sequences: int
 
 
-def heldout_loglik(
+@dataclass(frozen=True)
+class HeldOutTerms:
+    """The next-window log-likelihood split per sequence (user x category), for sums and bootstraps.
+
+    ``loglik[k]`` is sequence k's log intensity at its test points minus its compensator over
+    the window; only sequences with ``seen[k]`` (history before the cutoff) are scored.
+    """
+
+    loglik: np.ndarray
+    points: np.ndarray
+    expected: np.ndarray  # the compensator: the model's expected number of points in the window
+    seen: np.ndarray
+    seq_user: np.ndarray
+
+
+def heldout_terms(
     events: pa.Table,
     cutoff: datetime,
     window_days: float,
     half_life_for_category: dict[str, float] | float,
     weights: dict[str, float],
     config: FitConfig | None = None,
-    name: str = "",
-) -> HeldOut:
+) -> HeldOutTerms:
     """Fit baselines and excitation on events up to ``cutoff`` at the given half-lives, then score
     the engagement points in ``(cutoff, cutoff + window]`` by their exact conditional intensity.
 
@@ -717,15 +731,33 @@ def heldout_loglik(
     h = per_cat[data.cat]
     w = w_by_type[data.etype]
     S = _states(data, h, w)
+    n_seq = data.n_seq
     test = np.flatnonzero(data.is_point & ~train & seen[data.seq])
-    lam = fit.mu[data.seq[test]] + fit.alpha[data.cat[test], 0] * S[test]
-    loglik = float(np.log(np.maximum(lam, 1e-300)).sum())
-    loglik -= float(fit.mu[seen].sum() * window_days)
-    window = Sequences(**{**data.__dict__, "end": np.full(data.n_seq, data.now)})
+    lam = np.maximum(fit.mu[data.seq[test]] + fit.alpha[data.cat[test], 0] * S[test], 1e-300)
+    window = Sequences(**{**data.__dict__, "end": np.full(n_seq, data.now)})
     mass = _kernel_mass(window, h, start=cutoff_days) * w
     in_seen = seen[data.seq]
-    loglik -= float((fit.alpha[data.cat[in_seen], 0] * mass[in_seen]).sum())
-    return HeldOut(name, loglik, int(test.size), loglik / max(test.size, 1), int(seen.sum()))
+    expected = np.where(seen, fit.mu * window_days, 0.0)
+    expected += np.bincount(data.seq[in_seen], fit.alpha[data.cat[in_seen], 0] * mass[in_seen], minlength=n_seq)
+    loglik = np.bincount(data.seq[test], np.log(lam), minlength=n_seq) - expected
+    points = np.bincount(data.seq[test], minlength=n_seq)
+    return HeldOutTerms(np.where(seen, loglik, 0.0), points, expected, seen, data.seq_user)
+
+
+def heldout_loglik(
+    events: pa.Table,
+    cutoff: datetime,
+    window_days: float,
+    half_life_for_category: dict[str, float] | float,
+    weights: dict[str, float],
+    config: FitConfig | None = None,
+    name: str = "",
+) -> HeldOut:
+    """The total of :func:`heldout_terms`: next-window log-likelihood, per point too."""
+    terms = heldout_terms(events, cutoff, window_days, half_life_for_category, weights, config)
+    loglik = float(terms.loglik.sum())
+    points = int(terms.points.sum())
+    return HeldOut(name, loglik, points, loglik / max(points, 1), int(terms.seen.sum()))
 
 
 def _truncate(data: Sequences, keep: np.ndarray, now: float, window_end: str) -> tuple[Sequences, np.ndarray]:
