@@ -99,3 +99,35 @@ def summary_table(summary: dict) -> Table:
         days = (summary["last"] - summary["first"]).total_seconds() / 86400
         table.add_row("time span", f"{iso(summary['first'])} .. {iso(summary['last'])} ({days:.0f} days)")
     return table
+
+
+def risk_view(risk, top: int = 10) -> Table:
+    """The ``top`` users most likely to lapse."""
+    table = Table(title=f"most likely to lapse (of {risk.num_rows:,} users)", title_justify="left")
+    cols = [c for c in ("risk_rank", "user_id", "p_active", "recency_days", "active_days", "p_alive") if c in risk.column_names]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "user_id" else "right")
+    for row in risk.slice(0, top).to_pylist():
+        table.add_row(*(_cell(row[c]) for c in cols))
+    return table
+
+
+def plan_table(plan, top: int = 10) -> Table:
+    """The first ``top`` rows of a re-engagement plan."""
+    table = Table(title=f"re-engagement plan (first {min(top, plan.num_rows)} of {plan.num_rows:,})", title_justify="left")
+    for col in ("priority", "user_id", "p_active", "action", "items", "expected_value", "reason"):
+        table.add_column(col, justify="right" if col in ("priority", "p_active", "expected_value") else "left")
+    for row in plan.slice(0, top).to_pylist():
+        items = row["items"].split("|") if row["items"] else []
+        shown = ", ".join(items[:3]) + (f" +{len(items) - 3}" if len(items) > 3 else "")
+        table.add_row(
+            str(row["priority"]), row["user_id"], f"{row['p_active']:.2f}", row["action"], shown,
+            f"{row['expected_value']:.3g}", row["reason"],
+        )
+    return table
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
