@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-ingest bench-decay bench-recommend clean
+.PHONY: demo test bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-ingest bench-decay bench-recommend
+bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --rows 1000000 --out bench/results/ingest.json
@@ -33,6 +33,12 @@ bench-decay: $(STAMP)
 
 bench-recommend: $(STAMP)
 	$(BIN)/python bench/bench_recommend.py --out bench/results/recommend.json
+
+bench-lapse: $(STAMP)
+	$(BIN)/python bench/bench_lapse.py --out bench/results/lapse.json
+
+bench-trends: $(STAMP)
+	$(BIN)/python bench/bench_trends.py --out bench/results/trends.json
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -93,6 +93,39 @@ def run(name: str, horizon: float, quick: bool) -> dict:
     return result
 
 
+def timings(n: int = 1_000_000, seed: int = 0) -> dict[str, float]:
+    """Seconds for the visit summary (BG/NBD input) and the learned model's features on n events."""
+    import pyarrow as pa
+
+    from decayrec.lapse.features import UserLog, user_features
+    from decayrec.lapse.rfm import rfm_summary
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2024-01-01", "us").astype(np.int64)
+    ticks = start + rng.integers(0, 180 * 86_400 * 10**6, n)
+    table = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, 100_000, n).astype(str)),
+            "item_id": pa.array(rng.integers(0, 50_000, n).astype(str)),
+            "event": pa.array(np.where(rng.random(n) < 0.1, "purchase", "view")),
+            "timestamp": pa.array(ticks, pa.timestamp("us", tz="UTC")),
+            "category_id": pa.array(rng.integers(0, 300, n).astype(str)),
+        }
+    )
+    now = parse_time("2024-06-29T00:00:00Z")
+    out = {"events": n}
+    t = time.perf_counter()
+    rfm_summary(table, now)
+    out["rfm_summary_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    log = UserLog.from_events(table, now)
+    out["encode_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    user_features(log, 0.0)
+    out["features_one_window_s"] = time.perf_counter() - t
+    return out
+
+
 def _f(x: float, d: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{d}f}"
 
@@ -153,8 +186,13 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": f"{platform.machine()} python {platform.python_version()}"}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float) + "\n")
-    md = markdown(results)
+    speed = timings(100_000 if args.quick else 1_000_000)
+    out.write_text(json.dumps({"meta": meta, "results": results, "timings": speed}, indent=1, default=float) + "\n")
+    md = markdown(results) + (
+        f"\nSpeed on {speed['events']:,} synthetic events (100,000 users): visit summary for BG/NBD "
+        f"{speed['rfm_summary_s']:.2f} s; the learned model's features: encoding {speed['encode_s']:.2f} s, then "
+        f"{speed['features_one_window_s']:.2f} s per window.\n"
+    )
     out.with_suffix(".md").write_text(md)
     print(md)
 

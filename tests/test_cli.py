@@ -19,7 +19,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CMD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile", "recommend", "evaluate"])
+@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile", "recommend", "evaluate", "churn", "trends"])
 def test_every_command_has_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.returncode == 0, result.stderr
@@ -144,3 +144,50 @@ def test_evaluate_writes_results_json(small_shop, tmp_path):
         assert 0 <= m["ndcg"] <= 1
     bad = run("evaluate", "--events", str(small_shop), "--models", "nope", "--out", str(out))
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_churn_contract_and_plan(small_shop, tmp_path):
+    risk, plan = tmp_path / "risk.csv", tmp_path / "plan.csv"
+    at = "2024-03-01T00:00:00Z"
+    result = run("churn", "--events", str(small_shop), "--at", at, "--horizon-days", "14", "--out", str(risk),
+                 "--plan", str(plan), "--plan-model", "repeat", "--k", "4")
+    assert result.returncode == 0, result.stderr
+    with open(risk, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["user_id", "p_active", "risk_rank"]
+    # One row for every user with an event before --at, and nobody else.
+    with open(small_shop, newline="") as fh:
+        before = {r["user_id"] for r in csv.DictReader(fh) if r["timestamp"] <= at}
+    assert {r["user_id"] for r in rows} == before and len(rows) == len(before)
+    assert sorted(int(r["risk_rank"]) for r in rows) == list(range(1, len(rows) + 1))
+    p = {r["user_id"]: float(r["p_active"]) for r in rows}
+    assert all(0.0 <= v <= 1.0 for v in p.values())
+    by_rank = sorted(rows, key=lambda r: int(r["risk_rank"]))
+    assert [float(r["p_active"]) for r in by_rank] == sorted(p.values())  # rank 1 = most likely to lapse
+    with open(plan, newline="") as fh:
+        steps = list(csv.DictReader(fh))
+    assert steps and {s["action"] for s in steps} <= {"faded_reminder", "new_arrivals", "reengage_recs", "none"}
+    assert all(1 - p[s["user_id"]] >= 0.5 for s in steps)  # only users at risk
+    assert all(len(s["items"].split("|")) <= 4 for s in steps if s["items"])
+    bg = run("churn", "--events", str(small_shop), "--at", at, "--model", "bgnbd", "--out", str(risk))
+    assert bg.returncode == 0, bg.stderr
+    short = run("churn", "--events", str(small_shop), "--at", at, "--horizon-days", "60", "--out", str(risk))
+    assert short.returncode == 2 and "--model bgnbd" in short.stderr
+
+
+def test_trends_contract(small_shop, tmp_path):
+    out, png = tmp_path / "trends.csv", tmp_path / "trends.png"
+    result = run("trends", "--events", str(small_shop), "--out", str(out), "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:5] == ["key", "level", "interest", "momentum", "trend"]
+    with open(small_shop, newline="") as fh:
+        categories = {r["category_id"] for r in csv.DictReader(fh) if r["category_id"]}
+    assert {r["key"] for r in rows} == categories and all(r["level"] == "category" for r in rows)
+    assert {r["trend"] for r in rows} <= {"rising", "steady", "fading"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    items = run("trends", "--events", str(small_shop), "--level", "item", "--out", str(out))
+    assert items.returncode == 0, items.stderr
+    bad = run("trends", "--events", str(small_shop), "--level", "brand", "--out", str(out))
+    assert bad.returncode == 2 and "--level item" in bad.stderr

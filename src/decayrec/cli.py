@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -238,6 +239,89 @@ def recommend(
     pacsv.write_csv(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
     covered = len(set(recs["user_id"].to_pylist()))
     out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
+
+
+@app.command()
+def churn(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", help="RISK.csv to write.", show_default=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
+    horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.001, help="p_active is over (at, at + horizon].")] = 30.0,
+    model: Annotated[str, typer.Option("--model", help="decayrec (learned, calibrated) or bgnbd (BG/NBD baseline).")] = "decayrec",
+    plan_path: Annotated[Optional[Path], typer.Option("--plan", help="Also write a re-engagement PLAN.csv for the users at risk.")] = None,
+    plan_model: Annotated[str, typer.Option("--plan-model", help="Recommender for the plan's re-engagement lists.")] = "decayrec",
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per plan action.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=0, help="At-risk users printed.")] = 10,
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+) -> None:
+    """Lapse risk for every user with history: P(any event in the horizon) and a risk rank (1 = most likely to lapse)."""
+    import pyarrow.csv as pacsv
+
+    from decayrec.lapse import PlanConfig, make_lapse_model, make_plan
+    from decayrec.views import plan_table, risk_view
+
+    lapse = make_lapse_model(model, horizon_days)
+    if plan_path is not None:
+        from decayrec.recommend.registry import make_model
+
+        recommender = make_model(plan_model)
+    _, table, now = _events(events, format, at)
+    risk = lapse.fit(table, now).predict()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(risk, out_path)
+    at_risk = int((risk.column("p_active").to_numpy() <= 0.5).sum())
+    out.print(
+        f"wrote lapse risk for {risk.num_rows:,} users to {out_path} ({model}, horizon {horizon_days:g} days as of "
+        f"{now.isoformat()}); {at_risk:,} are more likely than not to lapse"
+    )
+    if top:
+        out.print(risk_view(risk, top))
+    if plan_path is not None:
+        plan = make_plan(risk, table, now, recommender=recommender.fit(table, now), config=PlanConfig(k=k))
+        plan_path.parent.mkdir(parents=True, exist_ok=True)
+        pacsv.write_csv(plan, plan_path)
+        counts = dict(zip(*np.unique(plan.column("action").to_numpy(zero_copy_only=False), return_counts=True)))
+        out.print(f"wrote a plan for {plan.num_rows:,} users at risk to {plan_path}: " + ", ".join(f"{a} {n:,}" for a, n in sorted(counts.items())))
+        if top:
+            out.print(plan_table(plan, top))
+
+
+@app.command()
+def trends(
+    events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", help="TRENDS.csv to write.", show_default=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
+    level: Annotated[str, typer.Option("--level", help="item or category.")] = "category",
+    window_days: Annotated[float, typer.Option("--window-days", min=0.001, help="Forecast window.")] = 7.0,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the top rising and fading keys over time (PNG).")] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="Rising and fading keys printed.")] = 5,
+    format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+) -> None:
+    """Shop-wide interest per item or category: level, momentum, rising/steady/fading, and a next-window forecast."""
+    import pyarrow.csv as pacsv
+
+    from decayrec.errors import InputError
+    from decayrec.trends import TrendConfig, plot_trends
+    from decayrec.trends import trends as trend_table
+    from decayrec.views import trends_view
+
+    if level not in ("item", "category"):
+        raise InputError(f"unknown level {level!r}", "use --level item or --level category")
+    config = TrendConfig(window_days=window_days)
+    _, table, now = _events(events, format, at)
+    result = trend_table(table, now, level=level, config=config)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(result.replace_schema_metadata(None), out_path)
+    labels = dict(zip(*np.unique(result.column("trend").to_numpy(zero_copy_only=False), return_counts=True)))
+    out.print(
+        f"wrote {result.num_rows:,} {level} trends as of {now.isoformat()} to {out_path}: "
+        + ", ".join(f"{labels.get(t, 0):,} {t}" for t in ("rising", "steady", "fading"))
+    )
+    if top:
+        out.print(trends_view(result, top))
+    if plot is not None:
+        plot_trends(table, now, plot, level=level, config=config, top=top or 5)
+        out.print(f"wrote the plot to {plot}")
 
 
 @app.command()

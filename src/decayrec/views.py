@@ -131,3 +131,22 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
+
+
+def trends_view(table, top: int = 5) -> Table:
+    """The ``top`` rising and ``top`` fading keys of a trends table, largest change in rate first."""
+    level = table.column("level")[0].as_py() if table.num_rows else "key"
+    view = Table(title=f"top rising and fading ({level})", title_justify="left")
+    for col in ("trend", "key", "interest", "momentum", "events_window", "forecast", "evidence"):
+        view.add_column(col, justify="left" if col in ("trend", "key", "evidence") else "right")
+    rows = table.to_pylist()
+    # Largest change in rate first: a busy key losing a third matters more than a dead one at 0.
+    change = {id(r): r["interest_short"] - r["interest_long"] for r in rows}
+    rising = sorted((r for r in rows if r["trend"] == "rising"), key=lambda r: -change[id(r)])[:top]
+    fading = sorted((r for r in rows if r["trend"] == "fading"), key=lambda r: change[id(r)])[:top]
+    for r in rising + fading:
+        view.add_row(
+            r["trend"], str(r["key"]), f"{r['interest']:.3g}", f"{r['momentum']:.2f}", f"{r['events_window']:,}",
+            f"{r['forecast']:.1f}", r["evidence"],
+        )
+    return view

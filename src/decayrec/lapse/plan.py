@@ -39,6 +39,7 @@ from decayrec import schema
 from decayrec.decay.ids import IdMap
 from decayrec.decay.kernels import LN2, peak_times, to_days
 from decayrec.decay.strength import as_utc
+from decayrec.lapse.features import _distinct
 from decayrec.lapse.models import _past
 
 __all__ = ["PLAN_COLUMNS", "PlanConfig", "make_plan"]
@@ -150,7 +151,7 @@ def make_plan(
         unit = "spend per week"
     else:
         day = np.floor(time).astype(np.int64)
-        day_key = np.unique(user * 1_000_000 + (day - day.min() if day.size else day))
+        day_key = _distinct(user * 1_000_000 + (day - day.min() if day.size else day))
         value = np.bincount(day_key // 1_000_000, minlength=n_users) / weeks
         unit = "active days per week"
     away = -last[code]
