@@ -17,7 +17,7 @@ The bootstrap uses :func:`decayrec.decay.fit.heldout_terms` (the held-out log-li
 with replacement (B times) with the fitted baselines and excitations held fixed, so the
 interval is the test-sample uncertainty of the comparison, not the refitting noise.
 
-    python bench/bench_decay_fit.py                     # all four datasets (~10 min)
+    python bench/bench_decay_fit.py                     # all four datasets (~30 min on 2 cores)
     python bench/bench_decay_fit.py --quick             # a small smoke run (~1 min)
     python bench/bench_decay_fit.py --datasets taobao-fav --window-days taobao-fav=1
 

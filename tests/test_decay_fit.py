@@ -140,3 +140,42 @@ def test_next_window_objective_chooses_half_lives_by_forecasting(shop):
     assert all(model.by_category[c].days < 5 for c in short)
     with pytest.raises(InputError, match="validation_days"):
         fit_decay(small, now, FitConfig(objective="next_window", validation_days=1e-7, grid_points=5, em_iterations=5))
+
+
+def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, half_life: float = 20.0, branching: float = 0.5):
+    """A self-exciting log with one event type and timestamps floored to whole days (like review logs)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.gamma(0.5, 1.0 / 0.5, n_seq) * 2.0 / days  # about 2 immigrant events per sequence
+    n_imm = rng.poisson(mu * days)
+    seq = np.repeat(np.arange(n_seq), n_imm)
+    t = rng.uniform(0.0, days, seq.size)
+    all_seq, all_t = [seq], [t]
+    while seq.size:  # each event begets Poisson(branching) children at exponential delays
+        kids = rng.poisson(branching, seq.size)
+        seq = np.repeat(seq, kids)
+        t = np.repeat(t, kids) + rng.exponential(half_life / np.log(2.0), seq.size)
+        keep = t < days
+        seq, t = seq[keep], t[keep]
+        all_seq.append(seq)
+        all_t.append(t)
+    seq, t = np.concatenate(all_seq), np.floor(np.concatenate(all_t))
+    stamps = np.datetime64("2010-01-01", "us") + (t * 86_400e6).astype("timedelta64[us]")
+    table = pa.table({
+        "user_id": pa.array(seq.astype(str)), "item_id": pa.array((seq % 97).astype(str)),
+        "event": pa.array(["purchase"] * seq.size), "timestamp": pa.array(stamps, pa.timestamp("us")),
+        "category_id": pa.array((seq % 3).astype(str)),
+    })
+    return table, parse_time("2010-01-01") + timedelta(days=days)
+
+
+def test_day_resolution_excitation_is_found_from_a_grid_that_starts_below_a_day():
+    """On a day-resolution log a kernel of 1 hour explains nothing (same-day events do not excite
+    each other), so EM drives the excitation to 0 there; warm starts from that grid point must not
+    keep it at 0 for every longer half-life (the Amazon review logs learned weight 0 this way)."""
+    events, now = _day_resolution_hawkes(seed=3)
+    model = fit_decay(events, now, FitConfig(grid_min_days=1 / 24, grid_max_days=3650, grid_points=13,
+                                             fit_by_event=False, em_iterations=30))
+    assert model.weights == {"purchase": 1.0}
+    assert model.alpha_global > 1e-6  # without the fix: ~1e-166, and the interval spans the whole grid
+    g = model.global_half_life
+    assert g.low <= 20.0 <= g.high and abs(g.days / 20.0 - 1) < 0.25

@@ -284,9 +284,15 @@ def _em(problem: Problem, iterations: int, init: EMResult | None = None) -> EMRe
         # log-normal proposal matched to the Gamma(A, B) first guess
         loc, scale = digamma(A) - np.log(B), np.sqrt(polygamma(1, A))
     else:
-        season, shape, rate, alpha = init.season.copy(), init.shape.copy(), init.rate.copy(), init.alpha.copy()
+        season, shape, rate = init.season.copy(), init.shape.copy(), init.rate.copy()
         loc, scale = init.proposal[0].copy(), init.proposal[1].copy()
         exposure = _season_exposure(data, season)
+        # EM's alpha update is multiplicative: an alpha at (or near) 0 stays there for good.
+        # A warm start from a half-life where excitation was useless (a kernel shorter than
+        # the log's time resolution) must not pin alpha at 0 for every later half-life, so
+        # each component restarts from at least a tenth of the cold guess.
+        guess = 0.5 * max(counts.sum(), 1.0) / np.where(problem.compensator > 0, problem.compensator, np.inf)
+        alpha = np.maximum(init.alpha, 0.1 * guess) if init.alpha.shape == guess.shape else guess
     safe_comp = np.where(problem.compensator > 0, problem.compensator, np.inf)
     for it in range(iterations + 1):
         log_nodes = loc[:, None] + scale[:, None] * _Z[None, :]
