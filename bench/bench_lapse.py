@@ -67,7 +67,8 @@ def truth_auc(events, truth: dict, horizon: float) -> dict[str, float]:
     return out
 
 
-def run(name: str, horizon: float, quick: bool) -> dict:
+def run(name: str, horizon: float, quick: bool, earlier: int) -> dict:
+    """The main split (cutoff = last event - horizon), then ``earlier`` splits one horizon apart before it."""
     events, truth = load(name, quick)
     last = parse_time(str(events.column(schema.TIMESTAMP).to_numpy().max()) + "Z")
     cutoff = last - timedelta(days=horizon)
@@ -88,6 +89,22 @@ def run(name: str, horizon: float, quick: bool) -> dict:
     result["dataset"] = name
     result["events"] = events.num_rows
     result["seconds"] = time.perf_counter() - started
+    result["earlier_splits"] = []
+    for j in range(1, earlier + 1):
+        try:
+            more = evaluate_lapse(events, cutoff - timedelta(days=j * horizon), horizon, bootstrap=0)
+        except Exception as exc:  # noqa: BLE001 - too little history that far back
+            result["earlier_splits"].append({"cutoff": str(cutoff - timedelta(days=j * horizon)), "skipped": str(exc)})
+            continue
+        bg, dr = more["models"]
+        result["earlier_splits"].append(
+            {
+                "cutoff": more["protocol"]["cutoff"],
+                "users": more["protocol"]["users"],
+                "roc_auc": {"bgnbd": bg["roc_auc"], "decayrec": dr["roc_auc"]},
+                "brier": {"bgnbd": bg["brier"], "decayrec": dr["brier"]},
+            }
+        )
     if truth is not None:
         result["truth_roc_auc"] = truth_auc(events, truth, horizon)
     return result
@@ -160,6 +177,25 @@ def markdown(results: list[dict]) -> str:
                     f"{v['brier_diff']:+.4f} [{v['brier_diff_ci'][0]:+.4f}, {v['brier_diff_ci'][1]:+.4f}] | {'yes' if wins else 'no'} |"
                 )
     lines += diffs
+    stable = [r for r in results if r.get("earlier_splits")]
+    if stable:
+        lines += [
+            "",
+            "Earlier splits (same protocol, cutoffs one horizon apart before the main one): ROC-AUC and Brier, BG/NBD -> learned.",
+            "",
+            "| dataset | cutoff | users | ROC-AUC BG/NBD | ROC-AUC learned | Brier BG/NBD | Brier learned |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in stable:
+            for e in r["earlier_splits"]:
+                if "skipped" in e:
+                    lines.append(f"| {r['dataset']} | {e['cutoff'][:10]} | {e['skipped']} | | | | |")
+                    continue
+                a, b = e["roc_auc"], e["brier"]
+                lines.append(
+                    f"| {r['dataset']} | {e['cutoff'][:10]} | {e['users']:,} | {_f(a['bgnbd'])} | {_f(a['decayrec'])} | "
+                    f"{_f(b['bgnbd'])} | {_f(b['decayrec'])} |"
+                )
     truths = [r for r in results if "truth_roc_auc" in r]
     for r in truths:
         t = r["truth_roc_auc"]
@@ -178,11 +214,12 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/lapse.json")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--quick", action="store_true", help="smaller simulator, fewer bootstrap rounds")
+    ap.add_argument("--earlier", type=int, default=2, help="extra splits, one horizon apart, before the main one")
     args = ap.parse_args()
     results = []
     for name in args.datasets.split(","):
         print(f"{name} ...", flush=True)
-        results.append(run(name, DATASETS[name], args.quick))
+        results.append(run(name, DATASETS[name], args.quick, args.earlier))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": f"{platform.machine()} python {platform.python_version()}"}
