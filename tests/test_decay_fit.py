@@ -179,3 +179,43 @@ def test_day_resolution_excitation_is_found_from_a_grid_that_starts_below_a_day(
     assert model.alpha_global > 1e-6  # without the fix: ~1e-166, and the interval spans the whole grid
     g = model.global_half_life
     assert g.low <= 20.0 <= g.high and abs(g.days / 20.0 - 1) < 0.25
+
+
+def test_anchors_objective_forecasts_several_windows_before_now(shop):
+    """objective="anchors" scores half-lives by forecasting several windows, each from the events
+    before it and all closing by ``now``: fast and slow categories stay apart, and nothing after
+    ``now`` is read."""
+    from decayrec.decay.fit import _anchor_times, prepare
+
+    sim, _ = shop
+    small = sim.events.slice(0, 60_000)
+    ts = small["timestamp"]
+    now = ts[-1].as_py() - timedelta(days=2)
+    config = FitConfig(objective="anchors", anchors=3, fit_by_event=False, grid_points=9, em_iterations=15)
+    data = prepare(small, now)
+    starts, window = _anchor_times(data, config)
+    assert starts.size == 3 and window == pytest.approx(data.now / 10)
+    assert np.all(starts > 0) and np.all(starts + window <= data.now + 1e-9) and np.all(np.diff(starts) > 0)
+
+    model = fit_decay(small, now, config)
+    assert all(hl.low <= hl.days <= hl.high for hl in model.by_category.values())
+    truth = sim.truth["half_life_days"]["by_category"]
+    plain = {c: h for c, h in truth.items() if c not in sim.truth["consumable_cycles_days"]}
+    fast = [model.by_category[c].days for c, h in plain.items() if h < 1.5]
+    slow = [model.by_category[c].days for c, h in plain.items() if h > 10]
+    # a forecast objective scores fewer points than the whole history, so its curves are flatter and
+    # shrink harder toward the pooled value: slow categories come out short of their truth on this
+    # 60-day slice (about 6 d vs 10-60 d) but well apart from the fast ones (about 1.4 d vs 1-1.5 d)
+    assert fast and slow and max(fast) < 2 and np.median(slow) > 3 * np.median(fast)
+
+    # rewrite everything after `now`: the fit must not change
+    later = small.filter(pa.compute.greater(ts, pa.scalar(now, ts.type)))
+    assert later.num_rows > 0
+    scrambled = later.set_column(0, "user_id", pa.array(["intruder"] * later.num_rows))
+    changed = pa.concat_tables([small.filter(pa.compute.less_equal(ts, pa.scalar(now, ts.type))), scrambled])
+    a, b = model.to_json_dict(), fit_decay(changed, now, config).to_json_dict()
+    a["diagnostics"].pop("seconds"), b["diagnostics"].pop("seconds")
+    assert a == b
+
+    with pytest.raises(InputError, match="anchor_window_days"):
+        fit_decay(small, now, config.model_copy(update={"anchor_window_days": 1e-7}))
