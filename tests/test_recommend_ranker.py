@@ -186,3 +186,22 @@ def test_policy_changes_only_faded_or_drifted_lists(small, fitted):
     changed = {u for u in users if a[u] != b[u]}
     assert changed and changed <= flagged
     assert all(len(b[u]) == 10 for u in users)
+
+
+# -- training windows and early stopping ----------------------------------------------------
+def test_stacked_label_windows_add_groups_and_early_stopping_cuts_trees(small):
+    _, split = small
+    one = DecayRanker(n_estimators=30, early_stopping_rounds=None).fit(split.train, split.cutoff)
+    three = DecayRanker(n_estimators=300, train_windows=3, early_stopping_rounds=5).fit(split.train, split.cutoff)
+    assert one.trees_ == 30
+    assert three.train_groups_ > one.train_groups_
+    assert 1 <= three.trees_ < 300 and three.model_.best_iteration_ == three.trees_
+    recs = three.recommend(split.users.to_pylist()[:20], 10, split.cutoff)
+    assert recs.num_rows == 200
+
+
+@pytest.mark.parametrize("bad", [{"train_windows": 0}, {"early_stopping_rounds": 0}, {"covisit_recency_half_life_days": -1.0}])
+def test_bad_training_parameters_say_so(small, bad):
+    _, split = small
+    with pytest.raises(Exception, match=next(iter(bad))):
+        DecayRanker(**bad).fit(split.train, split.cutoff)

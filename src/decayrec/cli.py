@@ -341,7 +341,8 @@ def evaluate(
     from decayrec.timeparse import parse_time
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    built = {name: make_model(name) for name in names}
+    # decayrec trains its ranker on a label window as long as the test window it is judged on.
+    built = {name: make_model(name, **({"horizon_days": horizon_days} if name == "decayrec" else {})) for name in names}
     _, table, _ = _events(events, format, None)
     split = time_split(table, parse_time(cutoff, option="--cutoff") if cutoff else None, horizon_days)
     results = run_evaluate(built, split=split, k=k)

@@ -10,7 +10,7 @@ from decayrec.evaluate.metrics import (
     per_user_metrics,
     score,
 )
-from decayrec.evaluate.runner import ModelResult, Results, evaluate
+from decayrec.evaluate.runner import ModelResult, Results, evaluate, evaluate_splits
 from decayrec.evaluate.splits import TRUTH_SCHEMA, TimeSplit, rolling_splits, time_split, validation_split
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "bootstrap_ci",
     "coverage",
     "evaluate",
+    "evaluate_splits",
     "per_user_metrics",
     "rolling_splits",
     "score",

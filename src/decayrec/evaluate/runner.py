@@ -21,12 +21,12 @@ from rich.table import Table
 
 from decayrec import schema
 from decayrec.errors import InputError
-from decayrec.evaluate.metrics import METRICS, MetricSummary, Scores, score
+from decayrec.evaluate.metrics import METRICS, MetricSummary, Scores, _summarise, score
 from decayrec.evaluate.splits import TimeSplit, _naive, _naive_us, time_split
 from decayrec.recommend.base import Recommender
 from decayrec.timeparse import iso
 
-__all__ = ["ModelResult", "Results", "evaluate"]
+__all__ = ["ModelResult", "Results", "evaluate", "evaluate_splits"]
 
 ProgressFn = Callable[[str], None]
 
@@ -42,26 +42,40 @@ class ModelResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The model's object in RESULTS.json (contract fields first, then extras)."""
-        main = self.scores.summary["all"]
-        out: dict[str, Any] = {
-            "name": self.name,
-            "ndcg": main.mean["ndcg"],
-            "recall": main.mean["recall"],
-            "hit_rate": main.mean["hit_rate"],
-            "mrr": main.mean["mrr"],
-            "coverage": self.scores.coverage,
-            "fit_seconds": self.fit_seconds,
-            "recommend_seconds": self.recommend_seconds,
-            "recall_full": main.mean["recall_full"],
-            "ci": _ci(main),
-            "users_with_recs": self.scores.users_with_recs,
-            "coverage_items": self.scores.coverage_items,
-        }
-        for variant in ("repeat", "new"):
-            if variant in self.scores.summary:
-                part = self.scores.summary[variant]
-                out[variant] = {"users": part.users, **part.mean, "ci": _ci(part)}
-        return out
+        s = self.scores
+        return _entry(self.name, s.summary, s.coverage, self.fit_seconds, self.recommend_seconds, s.users_with_recs, s.coverage_items)
+
+
+def _entry(
+    name: str,
+    summary: Mapping[str, MetricSummary],
+    coverage: float,
+    fit_seconds: float,
+    recommend_seconds: float,
+    users_with_recs: int,
+    coverage_items: int,
+) -> dict[str, Any]:
+    """One model's object in RESULTS.json: the contract's fields, then CIs and the repeat/new split."""
+    main = summary["all"]
+    out: dict[str, Any] = {
+        "name": name,
+        "ndcg": main.mean["ndcg"],
+        "recall": main.mean["recall"],
+        "hit_rate": main.mean["hit_rate"],
+        "mrr": main.mean["mrr"],
+        "coverage": coverage,
+        "fit_seconds": fit_seconds,
+        "recommend_seconds": recommend_seconds,
+        "recall_full": main.mean["recall_full"],
+        "ci": _ci(main),
+        "users_with_recs": users_with_recs,
+        "coverage_items": coverage_items,
+    }
+    for variant in ("repeat", "new"):
+        if variant in summary:
+            part = summary[variant]
+            out[variant] = {"users": part.users, **part.mean, "ci": _ci(part)}
+    return out
 
 
 @dataclass(frozen=True)
@@ -240,3 +254,98 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+# ----------------------------------------------------------------------------- many cutoffs
+
+
+def evaluate_splits(
+    models: Mapping[str, Callable[[], Recommender]],
+    splits: Sequence[TimeSplit],
+    *,
+    k: int = 20,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    progress: ProgressFn | None = None,
+    inspect: Callable[[str, Recommender, TimeSplit], None] | None = None,
+) -> dict[str, Any]:
+    """Fit a fresh model at each cutoff, score each split, pool the evaluated units.
+
+    For logs where one cutoff leaves few users to score (sessions that rarely span a
+    given instant): each ``(cutoff, user)`` with truth is one unit; means and bootstrap
+    intervals are over the pooled units. Each split is as leak-free as in :func:`evaluate`:
+    the model built for a cutoff sees only that split's ``train``.
+
+    Parameters
+    ----------
+    models
+        Name to a factory returning an unfitted model (one per split).
+    splits
+        The splits, e.g. from :func:`~decayrec.evaluate.splits.rolling_splits`.
+    k, bootstrap, seed, level, progress
+        As for :func:`evaluate`.
+    inspect
+        Called as ``inspect(name, fitted_model, split)`` after each split is scored
+        (diagnostics such as candidate recall; its return value is ignored).
+
+    Returns
+    -------
+    dict
+        RESULTS.json's shape: ``protocol`` (the cutoffs, the horizon, ``k``, the units
+        evaluated) and ``models`` (``name, ndcg, recall, hit_rate, mrr, coverage,
+        fit_seconds, recommend_seconds`` and the extras of :meth:`ModelResult.to_dict`);
+        coverage is the mean over splits, seconds are sums over splits.
+    """
+    if not splits:
+        raise InputError("no splits to evaluate on", "pass at least one split")
+    for split in splits:
+        _check_no_leak(split)
+    pooled: dict[str, dict[str, list[pa.Table]]] = {name: {} for name in models}
+    covers: dict[str, list[float]] = {name: [] for name in models}
+    items: dict[str, list[int]] = {name: [] for name in models}
+    seconds: dict[str, list[float]] = {name: [0.0, 0.0] for name in models}
+    with_recs = {name: 0 for name in models}
+    for s, split in enumerate(splits):
+        built = {name: make() for name, make in models.items()}
+        res = evaluate(built, split=split, k=k, bootstrap=0, seed=seed)
+        if inspect is not None:
+            for name, model in built.items():
+                inspect(name, model, split)
+        if progress:
+            progress(f"split {s + 1}/{len(splits)} at {iso(split.cutoff)}: {split.n_users} users")
+        for m in res.models:
+            for variant, table in m.scores.per_user.items():
+                unit = pc.binary_join_element_wise(f"{s}|", table[schema.USER].cast(pa.string()), "")
+                pooled[m.name].setdefault(variant, []).append(table.set_column(0, schema.USER, unit))
+            covers[m.name].append(m.scores.coverage)
+            items[m.name].append(m.scores.coverage_items)
+            seconds[m.name][0] += m.fit_seconds
+            seconds[m.name][1] += m.recommend_seconds
+            with_recs[m.name] += m.scores.users_with_recs
+    out_models = []
+    for name in models:
+        summary = {v: _summarise(pa.concat_tables(t), bootstrap, seed, level) for v, t in pooled[name].items()}
+        coverage = sum(covers[name]) / len(covers[name])
+        fit_s, rec_s = seconds[name]
+        out_models.append(_entry(name, summary, coverage, fit_s, rec_s, with_recs[name], max(items[name])))
+    truth = pa.concat_tables([s.truth for s in splits])
+    n_truth = truth.num_rows
+    protocol = {
+        "cutoff": [iso(s.cutoff) for s in splits],
+        "horizon": splits[0].horizon_days,
+        "horizon_days": splits[0].horizon_days,
+        "k": k,
+        "users_evaluated": sum(s.n_users for s in splits),
+        "splits": len(splits),
+        "units": "(cutoff, user) pairs: a user evaluated at two cutoffs counts twice",
+        "truth_pairs": n_truth,
+        "repeat_share": (pc.sum(truth["repeat"]).as_py() or 0) / n_truth if n_truth else float("nan"),
+        "relevant_events": list(splits[0].relevant),
+        "bootstrap": bootstrap,
+        "ci_level": level,
+        "seed": seed,
+        "recall_denominator": "min(|truth|, k); recall_full divides by |truth|",
+        "users_without_recs": "count as 0 on every metric",
+    }
+    return _finite({"protocol": protocol, "models": out_models})

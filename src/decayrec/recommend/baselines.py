@@ -295,31 +295,44 @@ class CoVisitation(BaseRecommender):
 
 
 def _pairs(ix, window: float, max_lag: int, half_life: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Item pairs ``(a < b)`` of each user's events within ``window`` days, one per user, at its largest weight."""
+    """Item pairs ``(a < b)`` of each user's events within ``window`` days, one per user, at its largest weight.
+
+    Events are sorted by (user, time); event ``e`` pairs with events ``e + 1 .. e + max_lag``
+    of the same user within the window. Pairs are laid out event-major, so they arrive
+    sorted by user, and one stable sort on ``(user, a, b)`` groups each user's repeats of a
+    pair (timsort exploits the user runs): no Python loop over users or events.
+    """
     order = np.lexsort((ix.time, ix.user))
     user, item, time, weight = ix.user[order], ix.item[order], ix.time[order], ix.weight[order]
-    none = np.empty(0, dtype=np.int64)
-    users, lows, highs, weights = [none], [none], [none], [np.empty(0)]
-    for lag in range(1, min(max_lag, max(user.size - 1, 0)) + 1):
-        near = (user[lag:] == user[:-lag]) & (time[lag:] - time[:-lag] <= window)
-        if not near.any():
+    m, n = user.size, max(ix.n_items, 1)
+    lags = min(max_lag, max(m - 1, 0))
+    near = np.zeros((m, max(lags, 1)), dtype=bool)  # near[e, lag - 1]: e pairs with e + lag
+    for lag in range(1, lags + 1):
+        ok = (user[lag:] == user[:-lag]) & (time[lag:] - time[:-lag] <= window)
+        if not ok.any():
             break  # sorted by time within a user: no pair at this lag means none further apart
-        i = np.flatnonzero(near & (item[lag:] != item[:-lag]))
-        j = i + lag
-        users.append(user[i])
-        lows.append(np.minimum(item[i], item[j]))
-        highs.append(np.maximum(item[i], item[j]))
-        weights.append(np.sqrt(weight[i] * weight[j]) * np.exp(LN2 * time[j] / half_life))
-    user, low, high, weight = (np.concatenate(x) for x in (users, lows, highs, weights))
-    if user.size == 0:
-        return none, none, weight
-    n = max(ix.n_items, 1)
-    pair = low.astype(np.int64) * n + high
-    order = np.lexsort((pair, user))
-    user, pair, weight = user[order], pair[order], weight[order]
-    start = np.flatnonzero(np.r_[True, (user[1:] != user[:-1]) | (pair[1:] != pair[:-1])])
-    pair = pair[start]
-    return pair // n, pair % n, np.maximum.reduceat(weight, start)
+        near[: m - lag, lag - 1] = ok & (item[lag:] != item[:-lag])
+    i, lag = np.nonzero(near)  # row-major: by event, so by user
+    j = i + lag + 1
+    a, b = item[i].astype(np.int64), item[j].astype(np.int64)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    w = np.sqrt(weight[i] * weight[j]) * np.exp(LN2 * time[j] / half_life)
+    pair = low * n + high
+    if i.size == 0:
+        none = np.empty(0, dtype=np.int64)
+        return none, none, w
+    if (int(user[-1]) + 1) * n * n < 2**62:
+        key = user[i].astype(np.int64) * (n * n) + pair
+        o = np.argsort(key, kind="stable")
+        key = key[o]
+        start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        pair = pair[o][start]
+    else:  # ids too many for one int64 key
+        o = np.lexsort((pair, user[i]))
+        u, p = user[i][o], pair[o]
+        start = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (p[1:] != p[:-1])])
+        pair = p[start]
+    return pair // n, pair % n, np.maximum.reduceat(w[o], start)
 
 
 def _anchors(ix, history: History, recent: int, half_life: float) -> sp.csr_matrix:

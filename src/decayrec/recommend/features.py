@@ -252,8 +252,11 @@ class FeatureState:
         code = _lookup(self.ucat, user, cat)
         return _decay(_take(self.ucat_sums, code), self.scales, elapsed)
 
-    def features(self, user: np.ndarray, item: np.ndarray, elapsed: float = 0.0) -> np.ndarray:
-        """Features of (user code, item code) pairs ``elapsed`` days after ``now``: float32 ``(n, len(names))``."""
+    def features(self, user: np.ndarray, item: np.ndarray, elapsed: float = 0.0, extra: int = 0) -> np.ndarray:
+        """Features of (user code, item code) pairs ``elapsed`` days after ``now``: float32 ``(n, len(names))``.
+
+        ``extra`` appends that many uninitialised columns, for the caller's own features.
+        """
         user = np.asarray(user, dtype=np.int64)
         item = np.asarray(item, dtype=np.int64)
         cols: list[np.ndarray] = []
@@ -290,7 +293,12 @@ class FeatureState:
         cols.append(self.user_events[user][:, None])
         cols.append(np.minimum(elapsed - self.user_last[user], _FAR)[:, None])
         cols.append(_decay(self.user_sums[user], np.array([7.0, 30.0]), elapsed))
-        out = np.hstack([c.reshape(user.size, -1) for c in cols]).astype(np.float32)
+        blocks = [c.reshape(user.size, -1) for c in cols]
+        out = np.empty((user.size, sum(b.shape[1] for b in blocks) + extra), dtype=np.float32, order="F")
+        at = 0
+        for b in blocks:  # column by column into one float32 array: no float64 copy of the whole table
+            out[:, at : at + b.shape[1]] = b
+            at += b.shape[1]
         return out
 
     def drift(self, user: np.ndarray, elapsed: float = 0.0) -> np.ndarray:

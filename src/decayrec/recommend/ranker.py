@@ -53,6 +53,8 @@ _REPEAT, _COVISIT, _ALS, _TREND, _NEW, _POPULAR = range(len(SOURCES))
 _TOP_CATEGORIES: Final = 5
 # Cells of one dense block of candidate scores (float64: 32 MB).
 _BLOCK_CELLS: Final = 1 << 22
+# Fewer held-out groups than this make early stopping noise: train all trees instead.
+_MIN_STOPPING_GROUPS: Final = 50
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,11 @@ class _Sources:
         ix = state.ix
         self.repeat = RepeatHistory(half_life_days=p.repeat_half_life_days, event_weights=p.event_weights, fill="none")
         self.repeat.fit(events, now)
-        self.covisit = CoVisitation(window_hours=p.covisit_window_hours, event_weights=p.event_weights)
+        self.covisit = CoVisitation(
+            window_hours=p.covisit_window_hours,
+            recency_half_life_days=p.covisit_recency_half_life_days,
+            event_weights=p.event_weights,
+        )
         self.covisit.fit(events, now)
         for model in (self.repeat, self.covisit):
             if model.items_ != ix.items or model.users_ != ix.users:
@@ -207,6 +213,15 @@ class _Sources:
         return Candidates(uniq // n_items, uniq % n_items, score, ranks)
 
 
+def _eval_args(lgb, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The held-out set in the keywords of the installed LightGBM (``eval_X`` from 4.7, ``eval_set`` before)."""
+    import inspect
+
+    if "eval_X" in inspect.signature(lgb.LGBMRanker.fit).parameters:
+        return {"eval_X": (x,), "eval_y": (y,)}
+    return {"eval_set": [(x, y)]}
+
+
 class DecayRanker(BaseRecommender):
     """Decay-aware candidates re-ranked by LightGBM LambdaRank (the ``"decayrec"`` model).
 
@@ -222,6 +237,9 @@ class DecayRanker(BaseRecommender):
         Half-life of the repeat-history source.
     covisit_window_hours
         Co-visitation window (720 h worked far better than 24 h on the simulator).
+    covisit_recency_half_life_days
+        Half-life of the weight of the user's recent items as co-visitation anchors; short
+        (minutes) on session logs, where the last click says most about the next.
     new_item_days
         Items first seen this recently count as new.
     use_als, als_half_life_days, als_params
@@ -240,9 +258,19 @@ class DecayRanker(BaseRecommender):
     n_estimators, learning_rate, num_leaves, min_child_samples
         LightGBM settings.
     max_train_users
-        Groups kept for training at most (a seeded sample beyond).
+        Groups kept for training at most (a seeded sample beyond), shared among the windows.
+    train_windows
+        Label windows stacked for training: ``(now - w h, now - (w - 1) h]`` for
+        ``w = 1 .. train_windows`` (``h = horizon_days``), each with features and candidates
+        as of its own start. More windows give more groups where few users are active in one.
+    early_stopping_rounds
+        Stop adding trees when NDCG@20 on a seeded fifth of the training groups has not
+        improved for this many rounds (None: always ``n_estimators`` trees). Needs at least
+        250 groups; with fewer, all trees are grown on every group.
     seed, num_threads
-        LightGBM seed (deterministic mode) and threads.
+        LightGBM seed (deterministic mode) and threads. One thread by default: on a small
+        machine shared with other work, LightGBM's OpenMP threads spin and run 3x slower
+        with two threads than with one.
     """
 
     name = "decayrec"
@@ -254,6 +282,7 @@ class DecayRanker(BaseRecommender):
         n_popular: int = 20,
         repeat_half_life_days: float = 30.0,
         covisit_window_hours: float = 720.0,
+        covisit_recency_half_life_days: float = 7.0,
         new_item_days: float = 14.0,
         use_als: bool = False,
         als_half_life_days: float | None = 60.0,
@@ -269,14 +298,17 @@ class DecayRanker(BaseRecommender):
         num_leaves: int = 31,
         min_child_samples: int = 20,
         max_train_users: int = 50_000,
+        train_windows: int = 1,
+        early_stopping_rounds: int | None = 20,
         seed: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,
     ):
         self.horizon_days = horizon_days
         self.n_per_source = n_per_source
         self.n_popular = n_popular
         self.repeat_half_life_days = repeat_half_life_days
         self.covisit_window_hours = covisit_window_hours
+        self.covisit_recency_half_life_days = covisit_recency_half_life_days
         self.new_item_days = new_item_days
         self.use_als = use_als
         self.als_half_life_days = als_half_life_days
@@ -292,14 +324,22 @@ class DecayRanker(BaseRecommender):
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.max_train_users = max_train_users
+        self.train_windows = train_windows
+        self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
         self.num_threads = num_threads
 
     # -- fitting ------------------------------------------------------------------------
     def _check(self) -> None:
-        for name in ("horizon_days", "repeat_half_life_days", "covisit_window_hours", "new_item_days", "learning_rate"):
+        positive = ("horizon_days", "repeat_half_life_days", "covisit_window_hours", "covisit_recency_half_life_days")
+        for name in (*positive, "new_item_days", "learning_rate"):
             check_positive(name, getattr(self, name))
-        for name in ("n_per_source", "n_popular", "n_estimators", "num_leaves", "min_child_samples", "max_train_users", "num_threads"):
+        if self.early_stopping_rounds is not None:
+            value = self.early_stopping_rounds
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"early_stopping_rounds must be a positive integer or None, got {value!r}")
+        names = ("n_per_source", "n_popular", "n_estimators", "num_leaves", "min_child_samples", "max_train_users", "train_windows", "num_threads")
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -311,55 +351,89 @@ class DecayRanker(BaseRecommender):
 
     def _table(self, sources: _Sources, state: FeatureState, users: np.ndarray, elapsed: float, n_popular: int):
         cand = sources.generate(users, elapsed, n_popular)
-        feats = state.features(users[cand.row], cand.item, elapsed)
-        x = np.hstack([feats, cand.score.astype(np.float32), cand.rank.astype(np.float32)])
+        n_src = cand.score.shape[1]
+        x = state.features(users[cand.row], cand.item, elapsed, extra=2 * n_src)
+        x[:, x.shape[1] - 2 * n_src : x.shape[1] - n_src] = cand.score
+        x[:, x.shape[1] - n_src :] = cand.rank
         return cand, x
 
+    def _groups(self, events: pa.Table, cutoff: datetime, end: datetime, max_users: int, rng) -> tuple | None:
+        """Training rows of one label window ``(cutoff, end]``: features as of ``cutoff``, grades in the window.
+
+        Users without a positive candidate are dropped (LambdaRank learns nothing from them).
+        """
+        state = self._state(events, cutoff)
+        if not (state.ix.n_users and state.ix.n_items):
+            return None
+        lu, li, grade = label_grades(events, cutoff, end, state.ix.users, state.ix.items)
+        users = np.unique(lu)
+        if users.size > max_users:
+            users = np.sort(rng.choice(users, max_users, replace=False))
+        if not users.size:
+            return None
+        sources = _Sources(self).fit(events, cutoff, state)
+        cand, x = self._table(sources, state, users, 0.0, self.n_popular)
+        n_items = state.ix.n_items
+        label_key = lu * n_items + li
+        cand_key = users[cand.row] * n_items + cand.item
+        pos = np.minimum(np.searchsorted(label_key, cand_key), max(label_key.size - 1, 0))
+        y = np.where(label_key[pos] == cand_key, grade[pos], 0)
+        has = np.bincount(cand.row, y > 0, minlength=users.size) > 0
+        keep = has[cand.row]
+        if not keep.any():
+            return None
+        return x[keep], y[keep], np.bincount(cand.row[keep], minlength=users.size)[has], self._feature_names(state)
+
     def fit(self, events: pa.Table, now: datetime) -> "DecayRanker":
-        """Train the ranker on the last ``horizon_days`` of the fit period, then refit the sources on all of it."""
+        """Train the ranker on the last ``train_windows`` label windows of the fit period, then refit the sources on all of it."""
         self._check()
         lgb = require("lightgbm", "ranker")
         now = as_utc(now)
-        cutoff = now - timedelta(days=self.horizon_days)
-        state_v = self._state(events, cutoff)
+        rng = np.random.default_rng(self.seed)
         self.model_ = None
-        self.train_groups_ = 0
-        if state_v.ix.n_users and state_v.ix.n_items:
-            sources_v = _Sources(self).fit(events, cutoff, state_v)
-            lu, li, grade = label_grades(events, cutoff, now, state_v.ix.users, state_v.ix.items)
-            users = np.unique(lu)
-            if users.size > self.max_train_users:
-                rng = np.random.default_rng(self.seed)
-                users = np.sort(rng.choice(users, self.max_train_users, replace=False))
-            if users.size:
-                cand, x = self._table(sources_v, state_v, users, 0.0, self.n_popular)
-                n_items = state_v.ix.n_items
-                label_key = lu * n_items + li
-                cand_key = users[cand.row] * n_items + cand.item
-                pos = np.searchsorted(label_key, cand_key)
-                pos = np.minimum(pos, max(label_key.size - 1, 0))
-                y = np.where(label_key[pos] == cand_key, grade[pos], 0) if label_key.size else np.zeros(cand_key.size)
-                has = np.bincount(cand.row, y > 0, minlength=users.size) > 0
-                keep = has[cand.row]
-                x, y, row = x[keep], y[keep], cand.row[keep]
-                if row.size:
-                    groups = np.bincount(row)[has]
-                    model = lgb.LGBMRanker(
-                        objective="lambdarank",
-                        n_estimators=self.n_estimators,
-                        learning_rate=self.learning_rate,
-                        num_leaves=self.num_leaves,
-                        min_child_samples=self.min_child_samples,
-                        random_state=self.seed,
-                        n_jobs=self.num_threads,
-                        deterministic=True,
-                        force_row_wise=True,
-                        verbose=-1,
-                    )
-                    model.fit(x, y, group=groups, feature_name=self._feature_names(state_v))
-                    self.model_ = model
-                    self.train_groups_ = int(groups.size)
-                    self.train_rows_ = int(y.size)
+        self.train_groups_ = self.train_rows_ = self.trees_ = 0
+        parts = []
+        per_window = max(1, self.max_train_users // self.train_windows)
+        for w in range(1, self.train_windows + 1):
+            cutoff = now - timedelta(days=w * self.horizon_days)
+            part = self._groups(events, cutoff, cutoff + timedelta(days=self.horizon_days), per_window, rng)
+            if part is not None:
+                parts.append(part)
+        if parts:
+            x = np.vstack([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            groups = np.concatenate([p[2] for p in parts])
+            names = parts[0][3]
+            model = lgb.LGBMRanker(
+                objective="lambdarank",
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=self.min_child_samples,
+                random_state=self.seed,
+                n_jobs=self.num_threads,
+                deterministic=True,
+                force_row_wise=True,
+                verbose=-1,
+            )
+            fit_args: dict[str, Any] = {}
+            n_stop = int(round(groups.size * 0.2)) if self.early_stopping_rounds else 0
+            if n_stop >= _MIN_STOPPING_GROUPS:
+                # A seeded fifth of the groups (users) decides when to stop adding trees.
+                held = np.zeros(groups.size, dtype=bool)
+                held[rng.choice(groups.size, n_stop, replace=False)] = True
+                row_held = np.repeat(held, groups)
+                fit_args = _eval_args(lgb, x[row_held], y[row_held]) | {
+                    "eval_group": [groups[held]],
+                    "eval_at": [20],
+                    "callbacks": [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)],
+                }
+                x, y, groups = x[~row_held], y[~row_held], groups[~held]
+            model.fit(x, y, group=groups, feature_name=names, **fit_args)
+            self.model_ = model
+            self.trees_ = int(model.best_iteration_ or self.n_estimators) if fit_args else self.n_estimators
+            self.train_groups_ = int(groups.size)
+            self.train_rows_ = int(y.size)
         self.state_ = self._state(events, now)
         self._remember(self.state_.ix)
         self.sources_ = _Sources(self).fit(events, now, self.state_)
