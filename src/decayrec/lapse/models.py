@@ -16,7 +16,6 @@ A lapse model is ``fit(events, now) -> self`` then ``predict(now=None) -> pa.Tab
 
 from __future__ import annotations
 
-import inspect
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from scipy.special import expit
 from decayrec import schema
 from decayrec.decay.strength import as_utc, isotonic_fit
 from decayrec.errors import InputError, require
+from decayrec.lgbm import eval_args
 from decayrec.lapse.bgnbd import BetaGeoModel
 from decayrec.lapse.features import (
     FEATURES,
@@ -63,12 +63,6 @@ def _past(events: pa.Table, now: datetime) -> pa.Table:
     ts = events.column(schema.TIMESTAMP)
     bound = pa.scalar(now.replace(tzinfo=None) if ts.type.tz is None else now, type=ts.type)
     return events.filter(pc.less_equal(ts, bound))
-
-
-def _eval_args(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """The validation set in the spelling of the installed LightGBM (``eval_X`` from 4.6 on)."""
-    params = inspect.signature(model.fit).parameters
-    return {"eval_X": (x,), "eval_y": (y,)} if "eval_X" in params else {"eval_set": [(x, y)]}
 
 
 class LapseConfig(BaseModel):
@@ -184,7 +178,7 @@ class LapseModel:
             force_row_wise=True,
             verbose=-1,
         )
-        model.fit(x, y, **_eval_args(model, cal_x, cal_y), callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        model.fit(x, y, **eval_args(model, cal_x, cal_y), callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
         self.model_ = model
         raw = model.predict_proba(cal_x)[:, 1]
         self._fit_calibration(raw, cal_y)

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from decayrec.decay.model import DecayModel
 from decayrec.decay.strength import StrengthModel, as_utc
 from decayrec.errors import InputError, require
+from decayrec.lgbm import eval_args
 from decayrec.recommend.baselines import CoVisitation, RepeatHistory, Weights
 from decayrec.recommend.common import (
     COLD_START_HALF_LIFE_DAYS,
@@ -211,15 +212,6 @@ class _Sources:
         score[inv, src] = val
         ranks[inv, src] = rank
         return Candidates(uniq // n_items, uniq % n_items, score, ranks)
-
-
-def _eval_args(lgb, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """The held-out set in the keywords of the installed LightGBM (``eval_X`` from 4.7, ``eval_set`` before)."""
-    import inspect
-
-    if "eval_X" in inspect.signature(lgb.LGBMRanker.fit).parameters:
-        return {"eval_X": (x,), "eval_y": (y,)}
-    return {"eval_set": [(x, y)]}
 
 
 class DecayRanker(BaseRecommender):
@@ -423,7 +415,7 @@ class DecayRanker(BaseRecommender):
                 held = np.zeros(groups.size, dtype=bool)
                 held[rng.choice(groups.size, n_stop, replace=False)] = True
                 row_held = np.repeat(held, groups)
-                fit_args = _eval_args(lgb, x[row_held], y[row_held]) | {
+                fit_args = eval_args(model, x[row_held], y[row_held]) | {
                     "eval_group": [groups[held]],
                     "eval_at": [20],
                     "callbacks": [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)],
