@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import timedelta
@@ -39,6 +38,7 @@ import pyarrow.compute as pc
 
 from decayrec.errors import InputError
 from decayrec.evaluate import evaluate, evaluate_splits, time_split, validation_split
+from decayrec.evaluate.runner import json_safe
 from decayrec.events import open_events
 from decayrec.recommend.registry import make_model
 
@@ -164,7 +164,7 @@ def ndcg_of(models: dict[str, Any], splits: list, k: int, bootstrap: int, inspec
     """Results of factories ``models`` on ``splits`` (RESULTS.json's shape)."""
     if len(splits) == 1:
         built = {n: f() for n, f in models.items()}
-        res = _finite(evaluate(built, split=splits[0], k=k, bootstrap=bootstrap).to_dict())
+        res = json_safe(evaluate(built, split=splits[0], k=k, bootstrap=bootstrap).to_dict())
         if inspect is not None:
             for name, model in built.items():
                 inspect(name, model, splits[0])
@@ -276,16 +276,6 @@ def timing(models: list[str], users: int = 10_000) -> dict:
 
 
 # -- reporting -----------------------------------------------------------------------------
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -395,7 +385,7 @@ def main() -> None:
     import os
 
     doc["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)"
-    doc = _finite(doc)
+    doc = json_safe(doc)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
     text = markdown(doc)

@@ -116,7 +116,7 @@ class Results:
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         """RESULTS.json as text (NaN written as null); also written to ``path`` when given."""
-        text = json.dumps(_finite(self.to_dict()), indent=indent) + "\n"
+        text = json.dumps(json_safe(self.to_dict()), indent=indent) + "\n"
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
@@ -245,14 +245,14 @@ def _cell(summary: MetricSummary, metric: str) -> str:
     return f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become None: JSON has no such numbers."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -348,4 +348,4 @@ def evaluate_splits(
         "recall_denominator": "min(|truth|, k); recall_full divides by |truth|",
         "users_without_recs": "count as 0 on every metric",
     }
-    return _finite({"protocol": protocol, "models": out_models})
+    return json_safe({"protocol": protocol, "models": out_models})
