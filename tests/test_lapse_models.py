@@ -84,7 +84,7 @@ def test_features_match_hand_values():
             ("b", "i1", "view", 20.0, "c1"),
             ("b", "i1", "view", 50.0, "c1"),  # after `at`: never read
         ],
-        price=[None, 20.0, None, None, None, None],
+        price=[15.0, 20.0, None, None, None, None],  # a viewed price is not spend
     )
     log = UserLog.from_events(ev, T0)
     f = user_features(log, at=40.0)

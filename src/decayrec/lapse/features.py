@@ -55,16 +55,18 @@ FEATURES: Final = (
 
 @dataclass(frozen=True)
 class UserLog:
-    """A log as dense arrays: user/category codes, type codes, days since ``origin``, spend."""
+    """A log as dense arrays: user/item/category codes, type codes, days since ``origin``, spend."""
 
     origin: datetime
     users: IdMap
     user: np.ndarray
+    items: IdMap
+    item: np.ndarray
     etype: np.ndarray
     time: np.ndarray
+    categories: IdMap
     category: np.ndarray  # -1 where unknown
-    n_categories: int
-    spend: np.ndarray  # price * quantity, 0 where unknown
+    spend: np.ndarray  # price * quantity of purchases, 0 elsewhere and where unknown
 
     @classmethod
     def from_events(cls, events: pa.Table, origin: datetime) -> UserLog:
@@ -73,23 +75,30 @@ class UserLog:
             raise InputError(f"events lack the columns {missing}", "give canonical events (decayrec.schema.COLUMNS)")
         origin = as_utc(origin)
         users = IdMap.from_values(events.column(schema.USER))
+        items = IdMap.from_values(events.column(schema.ITEM))
+        etype = event_codes(events.column(schema.EVENT))
         if schema.CATEGORY in events.column_names:
             col = events.column(schema.CATEGORY).cast(pa.string())
             cats = IdMap.from_values(col.filter(pc.is_valid(col)))
             category = cats.encode(col).astype(np.int64)
-            n_cat = len(cats)
         else:
-            category, n_cat = np.full(events.num_rows, -1, dtype=np.int64), 0
+            cats, category = IdMap(pa.array([], pa.string())), np.full(events.num_rows, -1, dtype=np.int64)
         return cls(
             origin=origin,
             users=users,
             user=users.encode(events.column(schema.USER)).astype(np.int64),
-            etype=event_codes(events.column(schema.EVENT)),
+            items=items,
+            item=items.encode(events.column(schema.ITEM)).astype(np.int64),
+            etype=etype,
             time=to_days(events.column(schema.TIMESTAMP), origin),
+            categories=cats,
             category=category,
-            n_categories=n_cat,
-            spend=_spend(events),
+            spend=np.where(etype == _PURCHASE, _spend(events), 0.0),
         )
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.categories)
 
     def days(self, when: datetime) -> float:
         """``when`` as days since the log's origin."""
@@ -113,6 +122,10 @@ class UserFeatures:
 
     users: np.ndarray  # codes into UserLog.users
     values: np.ndarray  # float64 (n_users, len(FEATURES))
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature, a value per row of ``users``."""
+        return self.values[:, FEATURES.index(name)]
 
     def table(self, log: UserLog) -> pa.Table:
         cols = {schema.USER: log.users.decode(self.users)}

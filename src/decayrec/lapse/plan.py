@@ -36,10 +36,9 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from decayrec import schema
-from decayrec.decay.ids import IdMap
-from decayrec.decay.kernels import LN2, peak_times, to_days
+from decayrec.decay.kernels import LN2, peak_times
 from decayrec.decay.strength import as_utc
-from decayrec.lapse.features import _distinct
+from decayrec.lapse.features import _PURCHASE, UserLog, user_features
 from decayrec.lapse.models import _past
 
 __all__ = ["PLAN_COLUMNS", "PlanConfig", "make_plan"]
@@ -73,14 +72,6 @@ class PlanConfig(BaseModel):
     fade_ratio: float = Field(0.25, gt=0, lt=1, description="Faded: interest now below this share of its peak.")
     new_item_days: float = Field(30.0, gt=0, description="Items first seen this recently are new arrivals.")
     max_users: int | None = Field(None, ge=1, description="Plan for at most this many users, riskiest first.")
-
-
-def _category_codes(events: pa.Table) -> tuple[IdMap, np.ndarray]:
-    if schema.CATEGORY not in events.column_names:
-        return IdMap(pa.array([], pa.string())), np.full(events.num_rows, -1, dtype=np.int64)
-    col = events.column(schema.CATEGORY).cast(pa.string())
-    cats = IdMap.from_values(col.filter(pc.is_valid(col)))
-    return cats, cats.encode(col).astype(np.int64)
 
 
 def _top_items_by_category(cat: np.ndarray, item: np.ndarray, score: np.ndarray, n_cat: int, k: int) -> list[np.ndarray]:
@@ -123,39 +114,25 @@ def make_plan(
     risk = risk.filter(pc.greater_equal(pc.subtract(1.0, risk.column("p_active")), cfg.at_risk)).sort_by("risk_rank")
     if cfg.max_users is not None:
         risk = risk.slice(0, cfg.max_users)
-    past = _past(events, now)
-    users = IdMap.from_values(past.column(schema.USER))
-    items = IdMap.from_values(past.column(schema.ITEM))
-    user = users.encode(past.column(schema.USER)).astype(np.int64)
-    item = items.encode(past.column(schema.ITEM)).astype(np.int64)
-    time = to_days(past.column(schema.TIMESTAMP), now)
-    cats, cat = _category_codes(past)
-    n_users, n_cat = len(users), len(cats)
+    log = UserLog.from_events(_past(events, now), now)  # times in days since now (<= 0)
+    users, items, user, item, time, cat = log.users, log.items, log.user, log.item, log.time, log.category
+    n_users, n_cat = len(users), log.n_categories
     code = users.encode(risk.column(schema.USER)).astype(np.int64)
     p_lapse = 1.0 - risk.column("p_active").to_numpy()
 
-    # The user's value per horizon-free unit: spend per active week, else active days per week.
-    last = np.full(n_users, -np.inf)
-    np.maximum.at(last, user, time)
-    first = np.full(n_users, np.inf)
-    np.minimum.at(first, user, time)
-    weeks = np.maximum((-first) / 7.0, 1.0)
-    spend = np.zeros(past.num_rows)
-    if schema.PRICE in past.column_names:
-        price = past.column(schema.PRICE).cast(pa.float64()).fill_null(0.0).to_numpy()
-        qty = past.column(schema.QUANTITY).cast(pa.float64()).fill_null(1.0).to_numpy() if schema.QUANTITY in past.column_names else 1.0
-        spend = np.where(past.column(schema.EVENT).to_numpy(zero_copy_only=False) == "purchase", price * qty, 0.0)
-    has_spend = spend.sum() > 0
-    if has_spend:
-        value = np.bincount(user, spend, minlength=n_users) / weeks
-        unit = "spend per week"
+    # The user's value: spend per week since their first event, else active days per week.
+    feats = user_features(log, 0.0)
+    row = np.full(n_users, -1, dtype=np.int64)
+    row[feats.users] = np.arange(feats.users.size)
+    weeks = np.maximum(feats.column("tenure_days") / 7.0, 1.0)
+    spend = np.expm1(feats.column("log_spend"))
+    if spend.sum() > 0:
+        value, unit = spend / weeks, "spend per week"
     else:
-        day = np.floor(time).astype(np.int64)
-        day_key = _distinct(user * 1_000_000 + (day - day.min() if day.size else day))
-        value = np.bincount(day_key // 1_000_000, minlength=n_users) / weeks
-        unit = "active days per week"
-    away = -last[code]
-    ev = p_lapse * cfg.assumed_uplift * np.exp(-LN2 * away / cfg.uplift_half_life_days) * value[code]
+        value, unit = feats.column("active_days") / weeks, "active days per week"
+    away = feats.column("recency_days")[row[code]]
+    value = value[row[code]]
+    ev = p_lapse * cfg.assumed_uplift * np.exp(-LN2 * away / cfg.uplift_half_life_days) * value
 
     action = np.full(code.size, "none", dtype=object)
     chosen_cat = np.full(code.size, -1, dtype=np.int64)
@@ -188,7 +165,7 @@ def make_plan(
         np.minimum.at(first_seen, item, time)
         is_new = first_seen[item] >= -cfg.new_item_days
         new_items = _top_items_by_category(cat, item, is_new.astype(np.float64), n_cat, 3 * cfg.k)
-        purchase = past.column(schema.EVENT).to_numpy(zero_copy_only=False) == "purchase"
+        purchase = log.etype == _PURCHASE
         bought = sp.csr_matrix((np.ones(int(purchase.sum())), (user[purchase], item[purchase])), shape=(n_users, len(items)))
         seen = sp.csr_matrix((np.ones(user.size), (user, item)), shape=(n_users, len(items)))
 
@@ -196,7 +173,7 @@ def make_plan(
             row = matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]]
             return candidates[~np.isin(candidates, row)][: cfg.k]
         item_ids = items.ids.to_numpy(zero_copy_only=False)
-        cat_ids = cats.ids.to_numpy(zero_copy_only=False)
+        cat_ids = log.categories.ids.to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(planned):
             u = code[i]
             f = best_faded[u]
@@ -240,7 +217,7 @@ def make_plan(
             )
         reason[i] = f"P(lapse) {p_lapse[i]:.2f}, away {away[i]:.0f} days; {reason[i]}"
     order = np.lexsort((risk.column("risk_rank").to_numpy(), -np.where(action != "none", ev, -1.0)))
-    cat_col = cats.decode(chosen_cat) if n_cat else pa.nulls(code.size, pa.string())
+    cat_col = log.categories.decode(chosen_cat) if n_cat else pa.nulls(code.size, pa.string())
     table = pa.table(
         {
             "priority": np.arange(1, code.size + 1),
