@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["eval_args"]
+__all__ = ["eval_args", "reproducible"]
 
 
 def eval_args(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -15,3 +15,8 @@ def eval_args(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     if "eval_X" in inspect.signature(type(model).fit).parameters:
         return {"eval_X": (x,), "eval_y": (y,)}
     return {"eval_set": [(x, y)]}
+
+
+def reproducible(seed: int, threads: int) -> dict[str, Any]:
+    """Estimator settings that make a fit repeatable run to run: seeded, deterministic, row-wise, quiet."""
+    return {"random_state": seed, "n_jobs": threads, "deterministic": True, "force_row_wise": True, "verbose": -1}

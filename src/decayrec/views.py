@@ -141,9 +141,11 @@ def trends_view(table, top: int = 5) -> Table:
         view.add_column(col, justify="left" if col in ("trend", "key", "evidence") else "right")
     rows = table.to_pylist()
     # Largest change in rate first: a busy key losing a third matters more than a dead one at 0.
-    change = {id(r): r["interest_short"] - r["interest_long"] for r in rows}
-    rising = sorted((r for r in rows if r["trend"] == "rising"), key=lambda r: -change[id(r)])[:top]
-    fading = sorted((r for r in rows if r["trend"] == "fading"), key=lambda r: change[id(r)])[:top]
+    def change(r: dict) -> float:
+        return r["interest_short"] - r["interest_long"]
+
+    rising = sorted((r for r in rows if r["trend"] == "rising"), key=lambda r: -change(r))[:top]
+    fading = sorted((r for r in rows if r["trend"] == "fading"), key=change)[:top]
     for r in rising + fading:
         view.add_row(
             r["trend"], str(r["key"]), f"{r['interest']:.3g}", f"{r['momentum']:.2f}", f"{r['events_window']:,}",

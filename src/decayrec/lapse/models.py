@@ -29,7 +29,7 @@ from scipy.special import expit
 from decayrec import schema
 from decayrec.decay.strength import as_utc, isotonic_fit
 from decayrec.errors import InputError, require
-from decayrec.lgbm import eval_args
+from decayrec.lgbm import eval_args, reproducible
 from decayrec.lapse.bgnbd import BetaGeoModel
 from decayrec.lapse.features import (
     FEATURES,
@@ -172,11 +172,7 @@ class LapseModel:
             num_leaves=cfg.num_leaves,
             min_child_samples=cfg.min_child_samples,
             scale_pos_weight=self.class_weight_,
-            random_state=cfg.seed,
-            n_jobs=cfg.num_threads,
-            deterministic=True,
-            force_row_wise=True,
-            verbose=-1,
+            **reproducible(cfg.seed, cfg.num_threads),
         )
         model.fit(x, y, **eval_args(model, cal_x, cal_y), callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
         self.model_ = model

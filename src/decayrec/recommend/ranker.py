@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from decayrec.decay.model import DecayModel
 from decayrec.decay.strength import StrengthModel, as_utc
 from decayrec.errors import InputError, require
-from decayrec.lgbm import eval_args
+from decayrec.lgbm import eval_args, reproducible
 from decayrec.recommend.baselines import CoVisitation, RepeatHistory, Weights
 from decayrec.recommend.common import (
     COLD_START_HALF_LIFE_DAYS,
@@ -402,11 +402,7 @@ class DecayRanker(BaseRecommender):
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
                 min_child_samples=self.min_child_samples,
-                random_state=self.seed,
-                n_jobs=self.num_threads,
-                deterministic=True,
-                force_row_wise=True,
-                verbose=-1,
+                **reproducible(self.seed, self.num_threads),
             )
             fit_args: dict[str, Any] = {}
             n_stop = int(round(groups.size * 0.2)) if self.early_stopping_rounds else 0
