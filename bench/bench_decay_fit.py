@@ -95,7 +95,7 @@ def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: b
     if grid_points is None:
         step = math.log(base.grid_max_days / base.grid_min_days) / (base.grid_points - 1)
         grid_points = max(int(round(math.log(hi / lo) / step)) + 1, 5)
-    kw: dict = dict(grid_min_days=lo, grid_max_days=hi, grid_points=grid_points, fit_by_event=True)
+    kw: dict = dict(grid_min_days=lo, grid_max_days=hi, grid_points=grid_points, fit_by_event=True, per_user=True)
     if quick:
         kw.update(grid_points=min(grid_points, 9), em_iterations=20)
     kw.update(options or {})
@@ -133,16 +133,17 @@ def half_life_dict(hl) -> dict:
 
 # -- held-out scoring, per user -------------------------------------------------------
 def heldout_by_user(events: pa.Table, cutoff: datetime, window_days: float, half_lives, weights: dict[str, float],
-                    config: FitConfig) -> dict:
+                    config: FitConfig, user_scale: dict[str, float] | None = None) -> dict:
     """:func:`decayrec.decay.fit.heldout_terms` summed per user (users with a sequence seen before the cutoff)."""
-    t = F.heldout_terms(events, cutoff, window_days, half_lives, weights, config)
+    t = F.heldout_terms(events, cutoff, window_days, half_lives, weights, config, user_scale)
     n_users = int(t.seq_user.max()) + 1
     users = t.seq_user[t.seen]
     user_ll = np.bincount(users, t.loglik[t.seen], minlength=n_users)
     user_pts = np.bincount(users, t.points[t.seen], minlength=n_users)
     user_seen = np.bincount(users, minlength=n_users) > 0
+    ids = t.users.take(pa.array(np.flatnonzero(user_seen))).to_numpy(zero_copy_only=False).astype(str)
     return {
-        "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(t.loglik.sum()),
+        "user_ids": ids, "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(t.loglik.sum()),
         "points": int(t.points.sum()), "expected_points": float(t.expected.sum()),
         "sequences": int(t.seen.sum()), "users": int(user_seen.sum()),
     }
@@ -169,12 +170,23 @@ def bootstrap_diff(a: dict, b: dict, n_boot: int, seed: int) -> dict:
     return {"per_point": est, "ci95": [float(lo), float(hi)], "total": float(d.sum()), "users": int(n), "boot": int(stats.size)}
 
 
+def pool_by_user(parts: list[dict]) -> dict:
+    """Per-user held-out terms of several cutoffs summed per user id (the bootstrap's unit stays the user)."""
+    ids = np.concatenate([p["user_ids"] for p in parts])
+    uniq, inv = np.unique(ids, return_inverse=True)
+    return {
+        "user_ids": uniq,
+        "user_ll": np.bincount(inv, np.concatenate([p["user_ll"] for p in parts]), minlength=uniq.size),
+        "user_pts": np.bincount(inv, np.concatenate([p["user_pts"] for p in parts]), minlength=uniq.size),
+    }
+
+
 def score_variants(events, cutoff, window_days, variants, config: FitConfig, args) -> dict:
     """Held-out terms for every variant (heldout_loglik's own, summed per user) and the bootstrap differences."""
     scores, parts = {}, {}
-    for vname, hl, w in variants:
+    for vname, hl, w, *scale in variants:
         t0 = time.perf_counter()
-        mine = heldout_by_user(events, cutoff, window_days, hl, w, config)
+        mine = heldout_by_user(events, cutoff, window_days, hl, w, config, scale[0] if scale else None)
         scores[vname] = {
             "loglik": mine["total"], "points": mine["points"], "per_point": mine["total"] / max(mine["points"], 1),
             "sequences": mine["sequences"], "users": mine["users"], "expected_points": mine["expected_points"],
@@ -185,13 +197,17 @@ def score_variants(events, cutoff, window_days, variants, config: FitConfig, arg
            "scored_sequences": scores["7d"]["sequences"], "scored_users": scores["7d"]["users"], "parts": parts}
     if "learned" in scores:
         cmp = {f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
-               for a in ("learned", "global", "learned-nw", "global-nw") if a in parts for b in ("7d", "30d")}
+               for a in ("learned", "learned-user", "global", "learned-nw", "global-nw") if a in parts for b in ("7d", "30d")}
         best = max(("7d", "30d"), key=lambda k: scores[k]["per_point"])
         out["best_fixed"] = best
         out["comparisons"] = cmp
         out["learned_minus_best_fixed"] = cmp[f"learned-{best}"]
         out["learned_beats_both_fixed"] = bool(all(scores["learned"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
         out["learned_beats_both_fixed_ci"] = bool(all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
+        if "learned-user" in scores:
+            out["learned_user_minus_best_fixed"] = cmp[f"learned-user-{best}"]
+            out["learned_user_beats_both_fixed"] = bool(all(scores["learned-user"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
+            out["learned_user_beats_both_fixed_ci"] = bool(all(cmp[f"learned-user-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
         if "learned-nw" in scores:
             out["learned_nw_minus_best_fixed"] = cmp[f"learned-nw-{best}"]
             out["learned_nw_beats_both_fixed"] = bool(all(scores["learned-nw"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
@@ -266,11 +282,17 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
         weights = model.weights
         learned = {k: v.days for k, v in model.by_category.items()}
         learned["__global__"] = g.days
-        variants = [("learned", learned, weights), ("global", g.days, weights)]
+        variants = [("learned", learned, weights), ("learned-user", learned, weights, model.user_scale), ("global", g.days, weights)]
+        out["user_scale"] = {
+            "users": len(model.user_scale), "log_sd": model.user_scale_log_sd,
+            "quantiles": dict(zip(("p05", "p25", "p50", "p75", "p95"),
+                                  np.quantile(list(model.user_scale.values()) or [1.0], [0.05, 0.25, 0.5, 0.75, 0.95]).tolist())),
+        }
         # The same model with half-lives chosen for forecasting: the last window-long stretch of
         # the training period is predicted from what came before it (objective="next_window").
         t1 = time.perf_counter()
-        nw = fit_decay(events, cutoff, config.model_copy(update={"objective": "next_window", "validation_days": window_days}))
+        nw = fit_decay(events, cutoff, config.model_copy(update={"objective": "next_window", "validation_days": window_days,
+                                                                 "per_user": False}))
         out["fit_seconds_next_window"] = round(time.perf_counter() - t1, 2)
         out["global_half_life_next_window"] = half_life_dict(nw.global_half_life)
         learned_nw = {k: v.days for k, v in nw.by_category.items()} | {"__global__": nw.global_half_life.days}
@@ -295,8 +317,69 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
     main_mode = args.score_modes[0]
     out.update({k: v for k, v in out["scoring"][main_mode].items() if k != "parts"})
     out["main_scoring"] = main_mode
+    if model is not None and args.origins > 1:
+        out["rolling"] = rolling_origins(events, last, window_days, config, args, out, out["scoring"][main_mode]["parts"])
     for mode in args.score_modes:
         out["scoring"][mode].pop("parts", None)
+    return out
+
+
+ROLLING_VARIANTS = ("learned", "learned-user", "global", "7d", "30d")
+
+
+def rolling_origins(events: pa.Table, last: datetime, window_days: float, config: FitConfig, args, first: dict,
+                    first_parts: dict) -> dict:
+    """The same comparison at ``args.origins`` back-to-back test windows ending at the last event.
+
+    Origin j (1 = the main table's) has its cutoff at ``last - j * window``: it is fitted on the
+    events up to that cutoff and scored on the window after it, so every test window is unseen
+    by its own fit. Per-user terms are summed over origins and bootstrapped over users.
+    """
+    score_config = config.model_copy(update={"window_end": args.score_modes[0]})
+    fit_config = config.model_copy(update={"fit_by_event": False})  # per-type half-lives are not scored here
+    origins = [{"origin": 1, "cutoff": first["cutoff"], "global_half_life_days": first["global_half_life"]["days"],
+                "fit_seconds": first["fit_seconds"], "points": first["test_points"],
+                "per_point": {v: first["heldout"][v]["per_point"] for v in ROLLING_VARIANTS}}]
+    parts = {v: [first_parts[v]] for v in ROLLING_VARIANTS}
+    for j in range(2, args.origins + 1):
+        cutoff = last - timedelta(days=window_days * j)
+        row: dict = {"origin": j, "cutoff": cutoff.isoformat()}
+        t0 = time.perf_counter()
+        try:
+            model = fit_decay(events, cutoff, fit_config)
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            origins.append(row)
+            break
+        row["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        row["global_half_life_days"] = model.global_half_life.days
+        learned = {k: v.days for k, v in model.by_category.items()} | {"__global__": model.global_half_life.days}
+        hls = {"learned": learned, "learned-user": learned, "global": model.global_half_life.days, "7d": FIXED[0], "30d": FIXED[1]}
+        row["per_point"] = {}
+        for v in ROLLING_VARIANTS:
+            p = heldout_by_user(events, cutoff, window_days, hls[v], model.weights, score_config,
+                                model.user_scale if v == "learned-user" else None)
+            parts[v].append(p)
+            row["per_point"][v] = p["total"] / max(p["points"], 1)
+            row["points"] = p["points"]
+        origins.append(row)
+        print(f"    origin {j} ({cutoff:%Y-%m-%d %H:%M}): h {model.global_half_life.days:.3g} d, "
+              f"{row['points']} test points, learned {row['per_point']['learned']:.4f} 7d {row['per_point']['7d']:.4f} "
+              f"30d {row['per_point']['30d']:.4f}", file=sys.stderr, flush=True)
+    pooled = {v: pool_by_user(parts[v]) for v in ROLLING_VARIANTS}
+    points = int(pooled["7d"]["user_pts"].sum())
+    out = {"origins": origins, "points": points, "users": int(pooled["7d"]["user_ids"].size),
+           "per_point": {v: float(pooled[v]["user_ll"].sum()) / max(points, 1) for v in ROLLING_VARIANTS}}
+    if points >= MIN_TEST_POINTS:
+        cmp = {f"{a}-{b}": bootstrap_diff(pooled[a], pooled[b], args.boot, args.seed)
+               for a in ("learned", "learned-user", "global") for b in ("7d", "30d")}
+        best = max(("7d", "30d"), key=lambda k: out["per_point"][k])
+        out.update({"comparisons": cmp, "best_fixed": best, "learned_minus_best_fixed": cmp[f"learned-{best}"],
+                    "learned_beats_both_fixed": all(out["per_point"]["learned"] > out["per_point"][k] for k in ("7d", "30d")),
+                    "learned_beats_both_fixed_ci": all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")),
+                    "learned_user_minus_best_fixed": cmp[f"learned-user-{best}"],
+                    "learned_user_beats_both_fixed": all(out["per_point"]["learned-user"] > out["per_point"][k] for k in ("7d", "30d")),
+                    "learned_user_beats_both_fixed_ci": all(cmp[f"learned-user-{k}"]["ci95"][0] > 0 for k in ("7d", "30d"))})
     return out
 
 
@@ -324,12 +407,12 @@ MIN_TEST_POINTS = 30  # below this, per-point held-out numbers are not shown in 
 
 def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
     lines = [
-        "| dataset | window | test points (expected, 7d) | learned | global | learned, next-window | global, next-window | 7d | 30d | 7d-unit | learned - best fixed [95% CI] | learned beats both |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | window | test points (expected, 7d) | learned | learned, per user | global | learned, next-window | global, next-window | 7d | 30d | 7d-unit | learned - best fixed [95% CI] | learned per user - best fixed [95% CI] | learned beats both (per category / per user) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['dataset']} | | | error: {r['error'][:80]} | | | | | | | | |")
+            lines.append(f"| {r['dataset']} | | | error: {r['error'][:80]} | | | | | | | | | | |")
             continue
         sc = r["scoring"][mode]
         s = sc["heldout"]
@@ -337,18 +420,57 @@ def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
         expected = f"{n:,} ({s['7d']['expected_points']:,.0f})"
         if n < MIN_TEST_POINTS:
             lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | too few test points: "
-                         f"sequences do not recur after the cutoff | | | | | | | | n/a |")
+                         f"sequences do not recur after the cutoff | | | | | | | | | | n/a |")
             continue
         pp = {k: fmt(s[k]["per_point"]) if k in s else "fit failed"
-              for k in ("learned", "global", "learned-nw", "global-nw", "7d", "30d", "7d-unit")}
-        if "learned_minus_best_fixed" in sc:
-            d = sc["learned_minus_best_fixed"]
-            diff = f"{fmt(d['per_point'])} vs {sc['best_fixed']} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]"
-            beats = ("yes" if sc["learned_beats_both_fixed_ci"] else "yes (CI overlaps 0)") if sc["learned_beats_both_fixed"] else "no"
-        else:
-            diff, beats = "n/a", "n/a"
-        lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['global']} | "
-                     f"{pp['learned-nw']} | {pp['global-nw']} | {pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {diff} | {beats} |")
+              for k in ("learned", "learned-user", "global", "learned-nw", "global-nw", "7d", "30d", "7d-unit")}
+        d1, v1 = diff_and_verdict(sc, "learned")
+        d2, v2 = diff_and_verdict(sc, "learned_user")
+        lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['learned-user']} | {pp['global']} | "
+                     f"{pp['learned-nw']} | {pp['global-nw']} | {pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {d1} | {d2} | {v1} / {v2} |")
+    return lines
+
+
+def diff_and_verdict(sc: dict, key: str) -> tuple[str, str]:
+    """'difference vs best fixed [CI]' and 'yes / yes (CI overlaps 0) / no' for key 'learned' or 'learned_user'."""
+    if f"{key}_minus_best_fixed" not in sc:
+        return "n/a", "n/a"
+    d = sc[f"{key}_minus_best_fixed"]
+    diff = f"{fmt(d['per_point'])} vs {sc['best_fixed']} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]"
+    verdict = ("yes" if sc[f"{key}_beats_both_fixed_ci"] else "yes (CI overlaps 0)") if sc[f"{key}_beats_both_fixed"] else "no"
+    return diff, verdict
+
+
+def rolling_table(results: list[dict], meta: dict) -> list[str]:
+    lines = [
+        f"**Rolling origins, scored as the first table**: {meta['origins']} back-to-back test windows ending at the "
+        "last event, each fitted only on the events before its own cutoff (origin 1 is the table above). Per-point "
+        "log-likelihood pooled over the windows; the interval resamples users (each user's terms summed over the windows).",
+        "",
+        "| dataset | windows | test points | learned | learned, per user | global | 7d | 30d | learned - best fixed, pooled [95% CI] | "
+        "learned per user - best fixed, pooled [95% CI] | learned - best fixed, per window (oldest first) | "
+        "learned per user - best fixed, per window | learned half-life per window | learned beats both (per category / per user) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ro = r.get("rolling")
+        if not ro:
+            continue
+        done = [o for o in ro["origins"] if "per_point" in o]
+        if "comparisons" not in ro:
+            lines.append(f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | too few test points "
+                         "| | | | | | | | | | n/a |")
+            continue
+        pp = ro["per_point"]
+        best = ro["best_fixed"]
+        d1, v1 = diff_and_verdict(ro, "learned")
+        d2, v2 = diff_and_verdict(ro, "learned_user")
+        per = ", ".join(fmt(o["per_point"]["learned"] - o["per_point"][best]) for o in reversed(done))
+        per_user = ", ".join(fmt(o["per_point"]["learned-user"] - o["per_point"][best]) for o in reversed(done))
+        hl = ", ".join(fmt_days(o["global_half_life_days"]) for o in reversed(done))
+        lines.append(f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | {fmt(pp['learned'])} | "
+                     f"{fmt(pp['learned-user'])} | {fmt(pp['global'])} | {fmt(pp['7d'])} | {fmt(pp['30d'])} | {d1} | {d2} | "
+                     f"{per} | {per_user} | {hl} | {v1} / {v2} |")
     return lines
 
 
@@ -356,6 +478,7 @@ def markdown(results: list[dict], meta: dict) -> str:
     lines = [
         "Held-out log-likelihood per scored point (nats, higher is better) of the engagement points in the "
         "last window, for sequences (user x category) seen before the cutoff. learned: per-category half-lives; "
+        "learned, per user: the same times each user's learned multiplier (FitConfig(per_user=True)); "
         "global: the learned pooled half-life; 7d / 30d: fixed half-lives, all four with the same learned "
         "event weights; 7d-unit: 7 days with unit weights (identical to 7d when the log has one event type). "
         f"Difference: learned - best of 7d/30d, 95% bootstrap interval over users (B={meta['boot']}, fitted "
@@ -370,6 +493,8 @@ def markdown(results: list[dict], meta: dict) -> str:
     }
     for mode in meta["score_modes"]:
         lines += [f"**{titles.get(mode, mode)}**", ""] + heldout_table(results, mode, meta) + [""]
+    if any("rolling" in r for r in results):
+        lines += rolling_table(results, meta) + [""]
     lines += [
         "",
         "| dataset | events | users | categories | train / test events | train points | fit s | global half-life [95%] | per-category half-life p10 / median / p90 | weights |",
@@ -398,6 +523,11 @@ def markdown(results: list[dict], meta: dict) -> str:
         fc = r["fit_config"]
         lines.append(f"- {r['dataset']}: cutoff {r['cutoff']} (window {r['window_days']:g} d: {r['window_reason']}); "
                      f"half-life grid {fmt_days(fc['grid_min_days'])} .. {fmt_days(fc['grid_max_days'])}, {fc['grid_points']} points.")
+        if r.get("user_scale", {}).get("users"):
+            us = r["user_scale"]
+            q = us["quantiles"]
+            lines.append(f"  Per-user multipliers: {us['users']:,} users, prior sd of the log {us['log_sd']:.2f}, "
+                         f"p05 / p25 / p50 / p75 / p95 = {q['p05']:.2f} / {q['p25']:.2f} / {q['p50']:.2f} / {q['p75']:.2f} / {q['p95']:.2f}.")
     lines.append("")
     lines.append(f"Run: {meta['total_seconds']:.0f} s total on {meta['machine']}{' (--quick)' if meta['quick'] else ''}; "
                  f"fit.py sha256 {meta['fit_py_sha256'][:12]}.")
@@ -421,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="any other FitConfig field, e.g. --fit-option em_iterations=120 (repeatable)")
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of users")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--origins", type=int, default=4,
+                        help="back-to-back test windows for the rolling-origin table (1: the last window only)")
     parser.add_argument("--score-window-end", default="user_last_event,now",
                         help="window_end settings to score with (comma list; the first is the main one)")
     args = parser.parse_args(argv)
@@ -449,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "what": "learned vs fixed half-lives, next-window held-out log-likelihood (decayrec.decay.fit.heldout_loglik)",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "quick": args.quick, "boot": args.boot, "score_modes": args.score_modes, "seed": args.seed, "default_grid": args.default_grid,
+        "quick": args.quick, "boot": args.boot, "origins": args.origins, "score_modes": args.score_modes, "seed": args.seed, "default_grid": args.default_grid,
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
         "argv": sys.argv[1:],
         "fit_py_sha256": FIT_PY_SHA256,

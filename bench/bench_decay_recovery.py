@@ -22,12 +22,13 @@ from decayrec.simulate import SimConfig, simulate
 from decayrec.timeparse import parse_time
 
 
-def one(seed: int, users: int, objective: str = "likelihood") -> dict:
+def one(seed: int, users: int, objective: str = "likelihood", window_end: str = "user_last_event") -> dict:
     sim = simulate(SimConfig(n_users=users, seed=seed))
     truth = sim.truth["half_life_days"]["by_category"]
     consumable = set(sim.truth["consumable_cycles_days"])
     started = time.perf_counter()
-    model = fit_decay(sim.events, parse_time(sim.truth["end"]), FitConfig(fit_by_event=False, objective=objective))
+    model = fit_decay(sim.events, parse_time(sim.truth["end"]), FitConfig(fit_by_event=False, objective=objective,
+                                                                                window_end=window_end))
     seconds = time.perf_counter() - started
     rows = []
     for c, h in truth.items():
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--out", default="bench/results/decay_recovery.json")
     parser.add_argument("--objective", default="likelihood", help="FitConfig.objective: likelihood, next_window or anchors")
+    parser.add_argument("--window-end", default="user_last_event", help="FitConfig.window_end: user_last_event, now or dropout")
     args = parser.parse_args()
-    results = [one(int(s), args.users, args.objective) for s in args.seeds.split(",")]
+    results = [one(int(s), args.users, args.objective, args.window_end) for s in args.seeds.split(",")]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print("| seed | events | fit s | median error, decay-model categories | 95% interval coverage | median error, consumable categories |")

@@ -142,10 +142,14 @@ def test_next_window_objective_chooses_half_lives_by_forecasting(shop):
         fit_decay(small, now, FitConfig(objective="next_window", validation_days=1e-7, grid_points=5, em_iterations=5))
 
 
-def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, half_life: float = 20.0, branching: float = 0.5):
-    """A self-exciting log with one event type and timestamps floored to whole days (like review logs)."""
+def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, half_life=20.0, branching: float = 0.5,
+                          immigrants: float = 2.0):
+    """A self-exciting log with one event type and timestamps floored to whole days (like review logs).
+
+    Each sequence is one user; ``half_life`` is one value or one per user."""
     rng = np.random.default_rng(seed)
-    mu = rng.gamma(0.5, 1.0 / 0.5, n_seq) * 2.0 / days  # about 2 immigrant events per sequence
+    h_seq = np.broadcast_to(np.asarray(half_life, dtype=float), (n_seq,))
+    mu = rng.gamma(0.5, 1.0 / 0.5, n_seq) * immigrants / days  # about `immigrants` immigrant events per sequence
     n_imm = rng.poisson(mu * days)
     seq = np.repeat(np.arange(n_seq), n_imm)
     t = rng.uniform(0.0, days, seq.size)
@@ -153,7 +157,7 @@ def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, h
     while seq.size:  # each event begets Poisson(branching) children at exponential delays
         kids = rng.poisson(branching, seq.size)
         seq = np.repeat(seq, kids)
-        t = np.repeat(t, kids) + rng.exponential(half_life / np.log(2.0), seq.size)
+        t = np.repeat(t, kids) + rng.exponential(h_seq[seq] / np.log(2.0), seq.size)
         keep = t < days
         seq, t = seq[keep], t[keep]
         all_seq.append(seq)
@@ -219,3 +223,82 @@ def test_anchors_objective_forecasts_several_windows_before_now(shop):
 
     with pytest.raises(InputError, match="anchor_window_days"):
         fit_decay(small, now, config.model_copy(update={"anchor_window_days": 1e-7}))
+
+
+def test_per_user_multipliers_separate_quick_and_slow_forgetters():
+    """Half the users forget in 4 days, half in 32, every category mixes both: per-category
+    half-lives cannot tell them apart, per-user multipliers do (and predict the next window better)."""
+    n = 1200
+    slow = np.arange(n) % 2 == 1
+    events, end = _day_resolution_hawkes(seed=5, n_seq=n, days=1500.0, half_life=np.where(slow, 32.0, 4.0),
+                                         branching=0.6, immigrants=8.0)
+    cutoff = end - timedelta(days=150)
+    config = FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False, em_iterations=20,
+                       per_user=True)
+    model = fit_decay(events, cutoff, config)
+    scale = np.array([model.scale_for(str(u)) for u in range(n)])
+    ts = events["timestamp"].to_numpy()
+    before = set(np.asarray(events["user_id"].to_pylist())[ts <= np.datetime64(cutoff.replace(tzinfo=None), "us")])
+    assert set(model.user_scale) == before  # every user with history, no other
+    assert model.user_scale_log_sd > 0.3
+    n_events = np.bincount(np.array(events["user_id"].to_pylist(), dtype=int), minlength=n)
+    rich = n_events >= 10  # users with enough history to tell
+    fast_median, slow_median = np.median(scale[rich & ~slow]), np.median(scale[rich & slow])
+    assert fast_median < 1.0 < slow_median
+    assert slow_median / fast_median > 2.0  # the truth is 8; shrinkage toward 1 and the grid (1/4 .. 4) pull it in
+    learned = {c: v.days for c, v in model.by_category.items()} | {"__global__": model.global_half_life.days}
+    plain = heldout_loglik(events, cutoff, 150.0, learned, model.weights, config)
+    personal = heldout_loglik(events, cutoff, 150.0, learned, model.weights, config, user_scale=model.user_scale)
+    assert personal.points == plain.points > 100
+    assert personal.per_point > plain.per_point
+
+
+def test_per_user_multipliers_stay_near_one_when_everyone_forgets_alike():
+    n = 800
+    events, end = _day_resolution_hawkes(seed=6, n_seq=n, days=1500.0, half_life=10.0, branching=0.6, immigrants=8.0)
+    model = fit_decay(events, end, FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False,
+                                             em_iterations=20, per_user=True))
+    scale = np.array(list(model.user_scale.values()))
+    assert np.quantile(scale, 0.05) > 0.75 and np.quantile(scale, 0.95) < 1.33
+
+
+def test_user_prior_recovers_the_spread_and_shrinks_flat_curves():
+    from decayrec.decay.fit import USER_RATIOS, user_prior
+
+    rng = np.random.default_rng(0)
+    x = np.log(USER_RATIOS)
+    theta = rng.normal(0.0, 0.5, 4000)
+    curves = -0.5 * 40.0 * (x[:, None] - theta[None, :]) ** 2  # sharp: each user's log ratio well determined
+    sd, post = user_prior(curves, x)
+    assert 0.4 < sd < 0.6
+    inside = np.abs(theta) < 1.2  # away from the grid's ends
+    assert np.corrcoef(post[inside], theta[inside])[0, 1] > 0.95
+    flat = np.zeros((x.size, 50))
+    sd_flat, post_flat = user_prior(np.hstack([curves, flat]), x)
+    assert np.allclose(post_flat[-50:], 0.0, atol=1e-9)  # no evidence: the prior's centre (multiplier 1)
+
+
+def test_user_multipliers_round_trip_and_can_be_erased(fitted, tmp_path):
+    from dataclasses import replace
+
+    model = replace(fitted, user_scale={"u1": 0.5, "u2": 2.0}, user_scale_log_sd=0.7)
+    path = tmp_path / "DECAY.json"
+    model.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["user_scale"] == {"log_sd": 0.7, "by_user": {"u1": 0.5, "u2": 2.0}}
+    loaded = DecayModel.load(path)
+    assert loaded == model and loaded.scale_for("u2") == 2.0 and loaded.scale_for("nobody") == 1.0
+    erased = loaded.without_user("u2")
+    assert erased.user_scale == {"u1": 0.5} and erased.scale_for("u2") == 1.0
+    assert "user_scale" not in fitted.to_json_dict()  # no per-user fit, no per-user data in the file
+
+
+def test_heldout_with_unit_user_multipliers_is_unchanged(shop):
+    sim, _ = shop
+    small = sim.events.slice(0, 40_000)
+    cutoff = small["timestamp"][-1].as_py() - timedelta(days=7)
+    config = FitConfig(em_iterations=10)
+    users = {str(u): 1.0 for u in small["user_id"].unique().to_pylist()}
+    a = heldout_loglik(small, cutoff, 7.0, 10.0, {"view": 1.0, "purchase": 1.0}, config)
+    b = heldout_loglik(small, cutoff, 7.0, 10.0, {"view": 1.0, "purchase": 1.0}, config, user_scale=users)
+    assert a.points == b.points and a.loglik == pytest.approx(b.loglik, rel=1e-12)

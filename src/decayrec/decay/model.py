@@ -54,6 +54,10 @@ class DecayModel:
         The event types treated as engagement points (the others only feed interest).
     fitted_at
         The fitting time: no event after it was read.
+    user_scale
+        User id -> multiplier of every half-life for that user, whose event weights are divided
+        by it (``FitConfig(per_user=True)``; empty otherwise, and 1 for users not listed).
+        ``user_scale_log_sd`` is its prior's spread.
     """
 
     global_half_life: HalfLife
@@ -65,6 +69,8 @@ class DecayModel:
     point_events: tuple[str, ...]
     fitted_at: datetime
     prior_log_sd: float = 1.0
+    user_scale: dict[str, float] = field(default_factory=dict)
+    user_scale_log_sd: float | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     # -- lookups used by profiles and features -------------------------------------
@@ -77,6 +83,16 @@ class DecayModel:
         days = np.append(np.array([v.days for v in self.by_category.values()], dtype=float), self.global_half_life.days)
         idx = pc.fill_null(pc.index_in(values, value_set=names), len(names)).to_numpy(zero_copy_only=False)
         return days[idx]
+
+    def scale_for(self, user_id: str) -> float:
+        """The user's half-life multiplier (1 without a per-user fit or for an unknown user)."""
+        return float(self.user_scale.get(str(user_id), 1.0))
+
+    def without_user(self, user_id: str) -> "DecayModel":
+        """The same model with the user's multiplier removed (erasing a user's data)."""
+        from dataclasses import replace
+
+        return replace(self, user_scale={u: v for u, v in self.user_scale.items() if u != str(user_id)})
 
     def weight_for(self, events: pa.Array | np.ndarray | list) -> np.ndarray:
         """The interest weight of each event (by canonical type)."""
@@ -105,6 +121,7 @@ class DecayModel:
             "alpha": {"global": self.alpha_global, "by_category": self.alpha_by_category},
             "point_events": list(self.point_events),
             "prior_log_sd": self.prior_log_sd,
+            **({"user_scale": {"log_sd": self.user_scale_log_sd, "by_user": self.user_scale}} if self.user_scale else {}),
             "diagnostics": self.diagnostics,
         }
 
@@ -126,6 +143,8 @@ class DecayModel:
                 point_events=tuple(data["point_events"]),
                 fitted_at=parse_time(data["fitted_at"], option="fitted_at"),
                 prior_log_sd=float(data.get("prior_log_sd", 1.0)),
+                user_scale={str(k): float(v) for k, v in data.get("user_scale", {}).get("by_user", {}).items()},
+                user_scale_log_sd=data.get("user_scale", {}).get("log_sd"),
                 diagnostics=data.get("diagnostics", {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
