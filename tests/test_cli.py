@@ -107,6 +107,13 @@ def test_fit_decay_and_profile(small_shop, tmp_path):
     assert unknown.returncode == 2 and "nobody" in unknown.stderr
     bad_out = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(tmp_path / "p.txt"))
     assert bad_out.returncode == 2
+    assert "user_scale" not in doc  # no per-user data unless asked for
+    per_user = tmp_path / "DECAY_users.json"
+    result = run("fit-decay", "--events", str(small_shop), "--out", str(per_user), "--grid-points", "7", "--per-user")
+    assert result.returncode == 0, result.stderr
+    assert "per-user multiplier" in result.stdout
+    scales = json.loads(per_user.read_text())["user_scale"]["by_user"]
+    assert user in scales and all(0.25 <= v <= 4.0 for v in scales.values())
 
 
 def test_recommend_contract(small_shop, tmp_path):

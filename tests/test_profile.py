@@ -102,6 +102,23 @@ def test_interest_values_equal_hand_computation(profile):
     assert items["a1"].half_life_days == 10.0 and cats["B"].half_life_days == 5.0
 
 
+def test_a_users_multiplier_stretches_their_half_lives_and_keeps_the_excitation():
+    """With FitConfig(per_user=True) a user forgets r times slower: half-lives times r, weights over r."""
+    from dataclasses import replace
+
+    decay = replace(make_decay(), user_scale={"u1": 2.0, "u2": 0.5}, user_scale_log_sd=0.5)
+    mine = build_profile(table(ROWS), "u1", decay, known_strength(), known_strength("item"), NOW)
+    cats = {i.key: i for i in mine.categories.live + mine.categories.faded}
+    assert cats["A"].half_life_days == 20.0 and cats["B"].half_life_days == 10.0
+    assert cats["A"].interest == pytest.approx(s_of([(1.5, 20), (5, 10), (1, 2)], 20) / 2.0, rel=1e-12)
+    items = {i.key: i for i in mine.items.live + mine.items.faded}
+    assert items["z1"].interest == pytest.approx(2.0 ** (-1 / 8) / 2.0, rel=1e-12)  # pooled h 4, times 2
+    cd = curve_data(table(ROWS), "u1", decay, NOW, ["A", "never"], n_points=5)
+    assert cd.half_lives.tolist() == [20.0, 8.0]
+    other = build_profile(table(ROWS), "u1", decay.without_user("u1"), known_strength(), known_strength("item"), NOW)
+    assert {i.key: i.half_life_days for i in other.categories.live}["A"] == 10.0
+
+
 def test_live_sorted_by_strength_faded_listed_apart(profile):
     cats = profile.categories
     assert [i.key for i in cats.live] == ["A", "B"] and [i.key for i in cats.faded] == ["C"]

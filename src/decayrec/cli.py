@@ -149,12 +149,15 @@ def fit_decay_command(
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     grid_points: Annotated[int, typer.Option("--grid-points", min=5, help="Half-lives tried between 1 hour and 365 days.")] = 17,
+    per_user: Annotated[bool, typer.Option("--per-user", help="Also learn how fast each user forgets (a multiplier "
+                                           "per user, written to DECAY.json under user_scale).")] = False,
 ) -> None:
     """Learn half-lives per category and per event type (with 95% intervals) and event weights."""
     from decayrec.decay.fit import FitConfig, fit_decay
 
     _, table, now = _events(events, format, at)
-    model = fit_decay(table, now, FitConfig(grid_points=grid_points), progress=_fit_progress("fit-decay"))
+    config = FitConfig(grid_points=grid_points, per_user=per_user)
+    model = fit_decay(table, now, config, progress=_fit_progress("fit-decay"))
     model.save(out_path)
     out.print(decay_table(model))
     out.print(f"wrote {out_path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -48,6 +49,10 @@ def decay_table(model, truth: dict | None = None, top: int = 15) -> Table:
         table.add_row(*cells, *([true] if truth is not None else []))
 
     row("all (pooled)", model.global_half_life)
+    if model.user_scale:
+        p10, p50, p90 = np.quantile(list(model.user_scale.values()), [0.1, 0.5, 0.9])
+        table.add_row(f"per-user multiplier ({len(model.user_scale):,} users)", f"x {p50:.2f}",
+                      f"x {p10:.2f} .. {p90:.2f} (p10..p90)", "", "", *([""] if truth is not None else []))
     for event, hl in model.by_event.items():
         row(f"event: {event}", hl, f"{model.weights.get(event, 0):.2f}")
     ranked = sorted(model.by_category.items(), key=lambda kv: -kv[1].events)

@@ -14,7 +14,7 @@ compute the same numbers for every user at once, vectorised over pairs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -289,8 +289,8 @@ def build_profile(
     """
     now = as_utc(now)
     mine = user_events(events, user_id, now)
-    cat = keyed_events(mine, decay, "category", now)
-    item = keyed_events(mine, decay, "item", now)
+    cat = for_user(keyed_events(mine, decay, "category", now), decay, user_id)
+    item = for_user(keyed_events(mine, decay, "item", now), decay, user_id)
     cat_stats = _pair_stats(cat, strength_cat)
     drift = _drift(cat, cat_stats, drift_days)[0] if len(cat.users) else math.nan
     return Profile(
@@ -304,6 +304,15 @@ def build_profile(
         categories=_interests(cat, cat_stats, strength_cat, top),
         items=_interests(item, _pair_stats(item, strength_item), strength_item, top),
     )
+
+
+def for_user(ke: KeyedEvents, decay: DecayModel, user_id: str) -> KeyedEvents:
+    """One user's events with their own half-life multiplier r (``FitConfig(per_user=True)``):
+    half-lives times r, event weights over r, as the fit defines it (1 leaves them as they are)."""
+    r = decay.scale_for(user_id)
+    if r == 1.0:
+        return ke
+    return replace(ke, key_half_life=ke.key_half_life * r, weight=ke.weight / r)
 
 
 def _at(origin: datetime, days: float) -> datetime | None:
@@ -369,9 +378,9 @@ def curve_data(
         (plus 5%). Keys the user never touched get a zero curve.
     """
     now = as_utc(now)
-    ke = keyed_events(user_events(events, user_id, now), decay, level, now)
+    ke = for_user(keyed_events(user_events(events, user_id, now), decay, level, now), decay, user_id)
     codes = ke.keys.encode(list(keys))
-    h = np.full(codes.size, decay.global_half_life.days)  # for keys the user never touched
+    h = np.full(codes.size, decay.global_half_life.days * decay.scale_for(user_id))  # for keys the user never touched
     h[codes >= 0] = ke.key_half_life[codes[codes >= 0]]
     ours = np.isin(ke.key, codes[codes >= 0])
     if days_back is None:
