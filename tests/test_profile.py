@@ -211,9 +211,15 @@ def test_drift_is_none_without_history_before_the_window():
 
 
 # -- all users at once --------------------------------------------------------------------------------
-def test_build_profiles_agrees_with_per_user_profiles():
+@pytest.mark.parametrize("per_user", [False, True])
+def test_build_profiles_agrees_with_per_user_profiles(per_user):
+    from dataclasses import replace
+
     sim = simulate(SimConfig(n_users=60, n_items=80, n_categories=8, days=90, seed=7))
     decay = make_decay(sim.truth["half_life_days"]["by_category"], global_days=10.0)
+    if per_user:  # users forget 1/2 .. 2 times as fast; the batch and one-user paths must agree
+        users = sorted(set(sim.events["user_id"].to_pylist()))
+        decay = replace(decay, user_scale={u: 2.0 ** ((i % 5 - 2) / 2) for i, u in enumerate(users)}, user_scale_log_sd=0.5)
     now = datetime(2024, 3, 15, tzinfo=timezone.utc)
     sc = StrengthModel(n_anchors=3).fit(sim.events, decay, now)
     si = StrengthModel(n_anchors=3, level="item").fit(sim.events, decay, now)
@@ -237,6 +243,10 @@ def test_build_profiles_agrees_with_per_user_profiles():
     match = [i for i in p.items.live + p.items.faded if i.key == first["item_id"]][0]
     assert first["interest"] == pytest.approx(match.interest, rel=1e-12)
     assert first["strength"] == pytest.approx(match.strength) and first["faded"] == match.faded
+    assert first["half_life_days"] == pytest.approx(match.half_life_days, rel=1e-12)
+    if per_user:
+        expected = sim.truth["half_life_days"]["by_category"][match.category] * decay.scale_for(first["user_id"])
+        assert match.half_life_days == pytest.approx(expected, rel=1e-12)
 
 
 def test_build_profiles_keeps_users_without_categories():

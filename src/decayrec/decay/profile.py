@@ -14,7 +14,7 @@ compute the same numbers for every user at once, vectorised over pairs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -205,7 +205,7 @@ def _pair_stats(ke: KeyedEvents, strength: StrengthModel | None, peaks: bool = T
     rate = ke.decay_rate()
     # Ages are -time >= 0, so every factor is in (0, 1]: old events underflow to 0, never overflow.
     s = np.bincount(codes, ke.weight * np.exp(rate * -ke.time), minlength=n)
-    h = ke.key_half_life[pairs.keys]
+    h = ke.pair_half_life(pairs.users, pairs.keys)
     out = {
         "codes": codes,
         "user": pairs.users.astype(np.int64),
@@ -221,7 +221,7 @@ def _pair_stats(ke: KeyedEvents, strength: StrengthModel | None, peaks: bool = T
         out["counts"] = counts(codes, ke.etype, ke.time, 0.0, n)
         # S with half-life h over times t equals S with half-life 1 over t / h: one scan
         # serves keys with different half-lives, and the peak value is unchanged.
-        scaled_t, out["peak_value"] = peak_times(codes, ke.time / ke.key_half_life[ke.key], ke.weight, 1.0, 0.0, n)
+        scaled_t, out["peak_value"] = peak_times(codes, ke.time / ke.event_half_life(), ke.weight, 1.0, 0.0, n)
         out["peak_time"] = scaled_t * h
     return out
 
@@ -289,8 +289,8 @@ def build_profile(
     """
     now = as_utc(now)
     mine = user_events(events, user_id, now)
-    cat = for_user(keyed_events(mine, decay, "category", now), decay, user_id)
-    item = for_user(keyed_events(mine, decay, "item", now), decay, user_id)
+    cat = keyed_events(mine, decay, "category", now)
+    item = keyed_events(mine, decay, "item", now)
     cat_stats = _pair_stats(cat, strength_cat)
     drift = _drift(cat, cat_stats, drift_days)[0] if len(cat.users) else math.nan
     return Profile(
@@ -304,15 +304,6 @@ def build_profile(
         categories=_interests(cat, cat_stats, strength_cat, top),
         items=_interests(item, _pair_stats(item, strength_item), strength_item, top),
     )
-
-
-def for_user(ke: KeyedEvents, decay: DecayModel, user_id: str) -> KeyedEvents:
-    """One user's events with their own half-life multiplier r (``FitConfig(per_user=True)``):
-    half-lives times r, event weights over r, as the fit defines it (1 leaves them as they are)."""
-    r = decay.scale_for(user_id)
-    if r == 1.0:
-        return ke
-    return replace(ke, key_half_life=ke.key_half_life * r, weight=ke.weight / r)
 
 
 def _at(origin: datetime, days: float) -> datetime | None:
@@ -378,10 +369,11 @@ def curve_data(
         (plus 5%). Keys the user never touched get a zero curve.
     """
     now = as_utc(now)
-    ke = for_user(keyed_events(user_events(events, user_id, now), decay, level, now), decay, user_id)
+    ke = keyed_events(user_events(events, user_id, now), decay, level, now)
     codes = ke.keys.encode(list(keys))
-    h = np.full(codes.size, decay.global_half_life.days * decay.scale_for(user_id))  # for keys the user never touched
-    h[codes >= 0] = ke.key_half_life[codes[codes >= 0]]
+    r = decay.scale_for(user_id)  # the user's own multiplier (1 without a per-user fit)
+    h = np.full(codes.size, decay.global_half_life.days * r)  # for keys the user never touched
+    h[codes >= 0] = ke.key_half_life[codes[codes >= 0]] * r
     ours = np.isin(ke.key, codes[codes >= 0])
     if days_back is None:
         days_back = 1.05 * max(-float(ke.time[ours].min()), 1.0) if ours.any() else 30.0

@@ -68,6 +68,9 @@ class KeyedEvents:
         Per key: the half-life in days (an item uses its category's).
     key_category
         Per key: its category id (null when unknown); the key itself at category level.
+    user_scale
+        Per user: the multiplier of their half-lives from a ``per_user`` decay fit (None: all
+        1). ``weight`` is already divided by it, as the fit defines it.
     """
 
     level: str
@@ -81,10 +84,20 @@ class KeyedEvents:
     weight: np.ndarray
     key_half_life: np.ndarray
     key_category: pa.Array
+    user_scale: np.ndarray | None = None
+
+    def pair_half_life(self, users: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """The half-life of each (user, key): the key's, times the user's multiplier."""
+        h = self.key_half_life[keys]
+        return h if self.user_scale is None else h * self.user_scale[users]
+
+    def event_half_life(self) -> np.ndarray:
+        """Per event: the half-life of its (user, key)."""
+        return self.pair_half_life(self.user, self.key)
 
     def decay_rate(self) -> np.ndarray:
-        """Per event ``-ln 2 / h`` of its key: ``S`` terms are ``w * exp(rate * age)``."""
-        return -LN2 / self.key_half_life[self.key]
+        """Per event ``-ln 2 / h`` of its (user, key): ``S`` terms are ``w * exp(rate * age)``."""
+        return -LN2 / self.event_half_life()
 
 
 def _column(events: pa.Table, name: str) -> pa.ChunkedArray:
@@ -122,18 +135,28 @@ def keyed_events(events: pa.Table, decay: DecayModel, level: str, now: datetime)
     keys = IdMap.from_values(key_col)
     key = keys.encode(key_col)
     key_category = keys.ids if level == "category" else _item_categories(key, time, category, len(keys))
+    user = users.encode(users_col)
+    weight = decay.weight_for(events.column(schema.EVENT))
+    user_scale = None
+    if decay.user_scale:  # a per-user fit: half-lives times r, weights over r
+        listed = pa.array(list(decay.user_scale), pa.string())
+        values = np.append(np.fromiter(decay.user_scale.values(), dtype=np.float64), 1.0)
+        at = pc.fill_null(pc.index_in(users.ids, value_set=listed), len(listed)).to_numpy(zero_copy_only=False)
+        user_scale = values[at]
+        weight = weight / user_scale[user]
     return KeyedEvents(
         level=level,
         origin=now,
         users=users,
         keys=keys,
-        user=users.encode(users_col),
+        user=user,
         key=key,
         etype=event_codes(events.column(schema.EVENT)),
         time=time,
-        weight=decay.weight_for(events.column(schema.EVENT)),
+        weight=weight,
         key_half_life=decay.half_life_for(key_category),
         key_category=key_category,
+        user_scale=user_scale,
     )
 
 
