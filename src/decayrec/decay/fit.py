@@ -45,7 +45,7 @@ from scipy.special import digamma, gammaln, ndtri, polygamma
 from decayrec import schema
 from decayrec.decay.ids import IdMap, pair_codes
 from decayrec.decay.kernels import states_before_events, to_days
-from decayrec.decay.model import DecayModel, HalfLife, event_codes
+from decayrec.decay.model import DecayModel, HalfLife, event_codes, lookup
 from decayrec.errors import InputError
 
 LN2 = math.log(2.0)
@@ -843,8 +843,7 @@ def heldout_terms(
     h = per_cat[data.cat]
     w = w_by_type[data.etype]
     if user_scale:
-        ids = data.users.ids.to_pylist()
-        scale = np.array([user_scale.get(u, 1.0) for u in ids])[data.seq_user[data.seq]]
+        scale = lookup(data.users.ids, user_scale, 1.0)[data.seq_user[data.seq]]
         h = h * scale
         w = w / scale
     train_data, seen = _truncate(data, train, cutoff_days, config.window_end)

@@ -76,13 +76,11 @@ class DecayModel:
     # -- lookups used by profiles and features -------------------------------------
     def half_life_for(self, categories: pa.Array | np.ndarray | list) -> np.ndarray:
         """Half-life in days for each category id (the pooled value for null or unknown ones); vectorised."""
-        import pyarrow.compute as pc
+        return lookup(categories, {k: v.days for k, v in self.by_category.items()}, self.global_half_life.days)
 
-        values = categories if isinstance(categories, (pa.Array, pa.ChunkedArray)) else pa.array(categories, pa.string())
-        names = pa.array(list(self.by_category), pa.string())
-        days = np.append(np.array([v.days for v in self.by_category.values()], dtype=float), self.global_half_life.days)
-        idx = pc.fill_null(pc.index_in(values, value_set=names), len(names)).to_numpy(zero_copy_only=False)
-        return days[idx]
+    def scales_for(self, user_ids: pa.Array | np.ndarray | list) -> np.ndarray:
+        """Each user's half-life multiplier (1 for unknown users or without a per-user fit); vectorised."""
+        return lookup(user_ids, self.user_scale, 1.0)
 
     def scale_for(self, user_id: str) -> float:
         """The user's half-life multiplier (1 without a per-user fit or for an unknown user)."""
@@ -159,6 +157,17 @@ class DecayModel:
         except json.JSONDecodeError as exc:
             raise InputError(f"{path} is not JSON ({exc})", "give the DECAY.json written by decayrec fit-decay") from None
         return cls.from_json_dict(data)
+
+
+def lookup(ids: pa.Array | pa.ChunkedArray | np.ndarray | list, mapping: dict[str, float], default: float) -> np.ndarray:
+    """``mapping[id]`` for each id, ``default`` for ids not in it (and nulls), without a Python loop."""
+    import pyarrow.compute as pc
+
+    values = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids, pa.string())
+    names = pa.array(list(mapping), pa.string())
+    table = np.append(np.fromiter(mapping.values(), dtype=np.float64, count=len(mapping)), default)
+    idx = pc.fill_null(pc.index_in(values, value_set=names), len(names)).to_numpy(zero_copy_only=False)
+    return table[idx]
 
 
 def event_codes(events: pa.Array | np.ndarray | list) -> np.ndarray:

@@ -139,10 +139,7 @@ def keyed_events(events: pa.Table, decay: DecayModel, level: str, now: datetime)
     weight = decay.weight_for(events.column(schema.EVENT))
     user_scale = None
     if decay.user_scale:  # a per-user fit: half-lives times r, weights over r
-        listed = pa.array(list(decay.user_scale), pa.string())
-        values = np.append(np.fromiter(decay.user_scale.values(), dtype=np.float64), 1.0)
-        at = pc.fill_null(pc.index_in(users.ids, value_set=listed), len(listed)).to_numpy(zero_copy_only=False)
-        user_scale = values[at]
+        user_scale = decay.scales_for(users.ids)
         weight = weight / user_scale[user]
     return KeyedEvents(
         level=level,
