@@ -313,7 +313,7 @@ def test_errors_say_what_to_fix():
 
 # -- the registry ---------------------------------------------------------------------------
 def test_registry_builds_models_by_name_with_defaults_stored_unchanged():
-    assert set(MODELS) == {"popularity", "decayed_popularity", "repeat", "covisit", "als", "bpr"}
+    assert set(MODELS) == {"popularity", "decayed_popularity", "repeat", "covisit", "als", "bpr", "itemknn"}
     model = make_model("decayed_popularity", half_life_days=3.0)
     assert model.name == "decayed_popularity" and model.half_life_days == 3.0
     assert repr(MODELS["repeat"]()) == (

@@ -1,4 +1,5 @@
-"""DecayRanker: the contract, features as of a time, beating the baselines, the re-engagement policy."""
+"""DecayRanker with its settings fixed: the contract, features as of a time, beating the baselines,
+the re-engagement policy. The self-configuration is tested in test_recommend_autoconfig.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,23 @@ from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, simulate
 
 NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+# Every choice fixed: no search, so these tests exercise the ranker itself.
+FIXED = dict(
+    horizon_days=7.0,
+    label_days=7.0,
+    train_windows=2,
+    sources=None,
+    n_per_source=30,
+    exclude_seen=False,
+    num_leaves=31,
+    source_params={},
+    n_estimators=40,
+)
+FIXED["sources"] = ("repeat", "covisit", "itemknn", "als", "trend", "new", "popular")
+
+
+def fixed(**changes) -> DecayRanker:
+    return DecayRanker(**(FIXED | changes))
 
 
 def log(rows: list[tuple[str, str, str, float, str]], now: datetime = NOW) -> pa.Table:
@@ -45,7 +63,7 @@ def small():
 @pytest.fixture(scope="module")
 def fitted(small):
     _, split = small
-    return DecayRanker(n_estimators=40).fit(split.train, split.cutoff)
+    return fixed().fit(split.train, split.cutoff)
 
 
 # -- contract ---------------------------------------------------------------------------
@@ -73,7 +91,7 @@ def test_contract(small, fitted):
 def test_no_peeking(small, fitted):
     events, split = small
     users = split.users.to_pylist()[:40] + ["nobody"]
-    later = DecayRanker(n_estimators=40).fit(events, split.cutoff)  # the whole log, future included
+    later = fixed().fit(events, split.cutoff)  # the whole log, future included
     assert later.recommend(users, 10, split.cutoff).equals(fitted.recommend(users, 10, split.cutoff))
 
 
@@ -90,8 +108,18 @@ def test_reasons_name_the_evidence(small, fitted):
     _, split = small
     recs = fitted.recommend(split.users.to_pylist(), 20, split.cutoff)
     reasons = recs["reason"].to_pylist()
-    starts = ("you ", "often viewed with ", "new in ", "trending in ", "popular now")
-    assert all(r.startswith(starts) for r in reasons)
+    starts = (
+        "you ",
+        "often viewed with ",
+        "often engaged with alongside your items",
+        "shoppers with similar taste",
+        "new in ",
+        "trending in ",
+        "popular now",
+        "popular lately",
+        "popular earlier",
+    )
+    assert all(r.startswith(starts) for r in reasons), sorted({r for r in reasons if not r.startswith(starts)})[:5]
     assert any(r.startswith("often viewed with ") for r in reasons)
     assert any(r.startswith("you bought this before; due again") for r in reasons)
 
@@ -148,7 +176,7 @@ def test_label_grades_take_the_max():
 def test_beats_baselines_on_the_simulator():
     sim = simulate(SimConfig(n_users=1500, seed=3))
     split = time_split(sim.events, horizon_days=7)
-    models = {"decayrec": DecayRanker(), "decayed_popularity": DecayedPopularity(), "repeat": RepeatHistory()}
+    models = {"decayrec": fixed(n_estimators=200), "decayed_popularity": DecayedPopularity(), "repeat": RepeatHistory()}
     res = evaluate(models, split=split, k=20, bootstrap=0)
     ndcg = {m.name: m.scores.summary["all"].mean["ndcg"] for m in res.models}
     assert ndcg["decayrec"] > ndcg["repeat"] > ndcg["decayed_popularity"]
@@ -169,7 +197,7 @@ def test_policy_changes_only_faded_or_drifted_lists(small, fitted):
     events, split = small
     users = split.train.column("user_id").unique().to_pylist()
     policy = ReengagePolicy(lapse_days=14.0)
-    on = DecayRanker(n_estimators=40, reengage=True, policy=policy).fit(split.train, split.cutoff)
+    on = fixed(reengage=True, policy=policy).fit(split.train, split.cutoff)
     base = fitted.recommend(users, 10, split.cutoff)
     mixed = on.recommend(users, 10, split.cutoff)
     faded, drifted = on.policy_.flags(on.state_, on.users_.encode(users).astype(np.int64), 0.0)
@@ -191,8 +219,8 @@ def test_policy_changes_only_faded_or_drifted_lists(small, fitted):
 # -- training windows and early stopping ----------------------------------------------------
 def test_stacked_label_windows_add_groups_and_early_stopping_cuts_trees(small):
     _, split = small
-    one = DecayRanker(n_estimators=30, early_stopping_rounds=None).fit(split.train, split.cutoff)
-    three = DecayRanker(n_estimators=300, train_windows=3, early_stopping_rounds=5).fit(split.train, split.cutoff)
+    one = fixed(train_windows=1, n_estimators=30, early_stopping_rounds=None).fit(split.train, split.cutoff)
+    three = fixed(n_estimators=300, train_windows=3, early_stopping_rounds=5).fit(split.train, split.cutoff)
     assert one.trees_ == 30
     assert three.train_groups_ > one.train_groups_
     assert 1 <= three.trees_ < 300 and three.model_.best_iteration_ == three.trees_
@@ -200,8 +228,54 @@ def test_stacked_label_windows_add_groups_and_early_stopping_cuts_trees(small):
     assert recs.num_rows == 200
 
 
-@pytest.mark.parametrize("bad", [{"train_windows": 0}, {"early_stopping_rounds": 0}, {"covisit_recency_half_life_days": -1.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"train_windows": 0},
+        {"early_stopping_rounds": 0},
+        {"horizon_days": -1.0},
+        {"sources": ["repeat", "telepathy"]},
+        {"serve": "sometimes"},
+        {"source_params": {"covisit": {"recency_half_life_days": -1.0}}},
+        {"source_params": {"magic": {}}},
+    ],
+)
 def test_bad_training_parameters_say_so(small, bad):
     _, split = small
-    with pytest.raises(Exception, match=next(iter(bad))):
-        DecayRanker(**bad).fit(split.train, split.cutoff)
+    name = next(iter(bad))
+    word = {"source_params": "recency_half_life_days|source_params"}.get(name, name)
+    with pytest.raises(Exception, match=word):
+        fixed(**bad).fit(split.train, split.cutoff)
+
+
+# -- lists ----------------------------------------------------------------------------------
+def test_lists_are_nested_in_k(small, fitted):
+    """The first k rows of a list never depend on k (no candidate budget shrinks or grows with it)."""
+    _, split = small
+    users = split.users.to_pylist()[:60] + ["nobody"]
+    short, long = fitted.recommend(users, 5, split.cutoff), fitted.recommend(users, 60, split.cutoff)
+
+    def head(recs, n):
+        out: dict[str, list[str]] = {}
+        for u, i in zip(recs["user_id"].to_pylist(), recs["item_id"].to_pylist()):
+            out.setdefault(u, []).append(i)
+        return {u: items[:n] for u, items in out.items()}
+
+    assert head(short, 5) == head(long, 5)
+    assert all(len(v) == 60 for v in head(long, 60).values())  # short candidate lists are filled
+
+
+def test_exclude_seen_leaves_out_the_users_own_items(small):
+    _, split = small
+    model = fixed(exclude_seen=True).fit(split.train, split.cutoff)
+    users = split.users.to_pylist()[:80]
+    recs = model.recommend(users, 20, split.cutoff)
+    seen = set(zip(split.train["user_id"].to_pylist(), split.train["item_id"].to_pylist()))
+    assert recs.num_rows == 20 * len(users)
+    assert not any(pair in seen for pair in zip(recs["user_id"].to_pylist(), recs["item_id"].to_pylist()))
+
+
+def test_fixed_settings_search_nothing_and_say_so(fitted):
+    card = fitted.card()
+    assert card["served"] == "ranker" and card["tried"] == []
+    assert card["chosen"]["train_windows"] == 2 and card["horizon_days"] == 7.0

@@ -225,16 +225,33 @@ def recommend(
     out_path: Annotated[Path, typer.Option("--out", help="RECS.csv to write.", show_default=False)],
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 20,
-    model: Annotated[str, typer.Option("--model", help="decayrec, repeat, covisit, decayed_popularity, popularity, als or bpr.")] = "decayrec",
+    model: Annotated[str, typer.Option("--model", help="decayrec, repeat, covisit, itemknn, decayed_popularity, popularity, als or bpr.")] = "decayrec",
+    horizon_days: Annotated[Optional[float], typer.Option("--horizon-days", min=0.0001, help="What the lists are for: the next "
+                            "visit, basket or month, in days (decayrec). Default: inferred from the log and reported.")] = None,
+    budget_seconds: Annotated[float, typer.Option("--budget-seconds", min=1.0, help="Time bound of decayrec's search for its "
+                              "settings on validation windows inside the training period.")] = 600.0,
+    card: Annotated[Optional[Path], typer.Option("--card", help="Write CARD.json: what decayrec chose, every setting tried "
+                    "with its validation score, and what it serves.")] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
 ) -> None:
-    """Recommend k items now for every listed user, each with a reason; writes user_id,item_id,rank,score,reason."""
+    """Recommend k items now for every listed user, each with a reason; writes user_id,item_id,rank,score,reason.
+
+    The default model chooses its own settings on validation windows inside the training
+    period (the search is shown on stderr) and serves its best single source instead of
+    the ranker where the ranker does not beat it there.
+    """
     import pyarrow.csv as pacsv
 
-    from decayrec.recommend.registry import make_model
+    from decayrec.errors import InputError
+    from decayrec.recommend.registry import MAIN, make_model
 
     wanted = _read_users(users)
-    recommender = make_model(model)
+    if model != MAIN and (horizon_days is not None or card is not None):
+        raise InputError(f"--horizon-days and --card apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}")
+    params = {}
+    if model == MAIN:
+        params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
+    recommender = make_model(model, **params)
     _, table, now = _events(events, format, at)
     fitted = recommender.fit(table, now)
     recs = fitted.recommend(wanted, k, now)
@@ -242,6 +259,15 @@ def recommend(
     pacsv.write_csv(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
     covered = len(set(recs["user_id"].to_pylist()))
     out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
+    if card is not None:
+        card.parent.mkdir(parents=True, exist_ok=True)
+        fitted.save_card(card)
+        out.print(f"wrote the model card to {card} (served: {fitted.served_})")
+
+
+def _search_log(line: str) -> None:
+    """decayrec's search report, on stderr."""
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

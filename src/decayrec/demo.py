@@ -55,16 +55,37 @@ def evaluation_step(events, workdir: Path, console: Console) -> None:
     from decayrec.evaluate import evaluate, time_split
     from decayrec.recommend.registry import make_model
 
-    names = ["decayrec", "repeat", "covisit", "decayed_popularity", "popularity", "als"]
+    names = ["decayrec", "repeat", "covisit", "itemknn", "decayed_popularity", "popularity", "als"]
     split = time_split(events, None, 7.0)
     started = time.perf_counter()
-    results = evaluate({name: make_model(name) for name in names}, split=split, k=20)
+    # decayrec is told the use horizon (the next 7 days) and configures itself on the weeks before the cutoff.
+    models = {name: make_model(name, **({"horizon_days": 7.0} if name == "decayrec" else {})) for name in names}
+    results = evaluate(models, split=split, k=20)
     results.to_json(workdir / "RESULTS.json")
+    models["decayrec"].save_card(workdir / "CARD.json")
     console.print(
         f"[bold]5. recommendations, evaluated[/] in {time.perf_counter() - started:.0f}s: trained up to the cutoff, "
         f"scored on the next 7 days -> {workdir / 'RESULTS.json'}"
     )
     console.print(results.table())
+    console.print(card_summary(models["decayrec"].card()) + f" -> {workdir / 'CARD.json'}")
+
+
+def card_summary(card: dict) -> str:
+    """One sentence: what decayrec's self-configuration chose and served, against its best single source."""
+    floor = card.get("floor") or {}
+    chosen = card["ranker_settings"]
+    if card["served"] == "ranker":
+        what = (
+            f"serves its ranker ({', '.join(chosen['sources'])}; {chosen['train_windows']} label windows of "
+            f"{chosen['label_days']:g} days; {chosen['budget']} candidates per source)"
+        )
+    else:
+        what = f"serves its best single source, {card['served']} (the ranker did not beat it on validation)"
+    score = ""
+    if floor.get("best_single"):
+        score = f": validation NDCG@20 {floor.get('ranker_score')} for the ranker vs {floor['single_score']} for {floor['best_single']}"
+    return f"decayrec tried {len(card['tried'])} settings in {card['search_seconds']:.0f}s and {what}{score}"
 
 
 def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:

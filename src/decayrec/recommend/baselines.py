@@ -369,6 +369,7 @@ MODELS: Final[Mapping[str, Callable[..., Recommender]]] = {
     "covisit": CoVisitation,
     "als": _peer("ImplicitALS"),
     "bpr": _peer("ImplicitBPR"),
+    "itemknn": _peer("ImplicitItemKNN"),
 }
 
 

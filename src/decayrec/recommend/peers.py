@@ -9,8 +9,9 @@ time get decayed popularity. Importing this module needs no ``implicit``; fittin
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from decayrec.recommend.common import (
     rec_table,
 )
 
-__all__ = ["ImplicitALS", "ImplicitBPR"]
+__all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitItemKNN"]
 
 _SIMILAR = "shoppers with similar taste like this"
 # implicit marks items it filtered out of a user's list with the lowest float32.
@@ -39,6 +40,10 @@ _FILTERED = float(np.finfo(np.float32).min) / 2
 
 class _ImplicitPeer(BaseRecommender):
     """Fit an ``implicit`` model on the user x item matrix; recommend through its batch ``recommend``."""
+
+    # Scores at or below this are implicit's marks for filtered items (or, for neighbours, no evidence).
+    _floor = _FILTERED
+    _reason = _SIMILAR
 
     def _matrix_half_life(self) -> float | None:
         return None
@@ -67,34 +72,46 @@ class _ImplicitPeer(BaseRecommender):
         self.model_ = None
         if self.matrix_.nnz:
             # implicit runs its own threads; a threaded BLAS underneath slows it badly.
-            with threadpoolctl.threadpool_limits(1, "blas"):
+            with threadpoolctl.threadpool_limits(1, "blas"), warnings.catch_warnings():
+                # implicit's BM25 converts a matrix of its own to CSR and warns about it.
+                warnings.filterwarnings("ignore", message="Method expects CSR input")
                 model = self._build()
                 model.fit(self.matrix_, show_progress=False)
             self.model_ = model
         return self
+
+    def propose(self, codes: np.ndarray, n: int, elapsed: float = 0.0, *, exclude_seen: bool = False):
+        """The ``n`` best items of each known user code: ``(row, item, score)`` by row then rank.
+
+        ``row`` indexes ``codes``. Scores do not move with ``elapsed`` (the factors are as of
+        the fit). With ``exclude_seen`` the user's own items are left out.
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        n = min(int(n), len(self.items_))
+        if self.model_ is None or codes.size == 0 or n == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, np.empty(0)
+        ids, scores = self.model_.recommend(codes, self.matrix_[codes], N=n, filter_already_liked_items=exclude_seen)
+        ids, scores = np.asarray(ids).reshape(-1, n), np.asarray(scores, dtype=np.float64).reshape(-1, n)
+        ok = (ids >= 0) & (scores > self._floor)
+        row = np.broadcast_to(np.arange(codes.size)[:, None], ids.shape)[ok]
+        return row.astype(np.int64), ids[ok].astype(np.int64), scores[ok]
 
     def recommend(self, users, k: int, now: datetime) -> pa.Table:
         req, codes, k, elapsed = self._start(users, k, now)
         known, cold = np.flatnonzero(codes >= 0), np.flatnonzero(codes < 0)
         parts = [fallback_rows(cold, self.fallback_, k, elapsed, cold=True)]
         if known.size and self.model_ is not None:
-            n = min(k, len(self.items_))
             user = codes[known]
-            ids, scores = self.model_.recommend(
-                user, self.matrix_[user], N=n, filter_already_liked_items=self.exclude_seen
-            )
-            ids, scores = np.asarray(ids).reshape(-1, n), np.asarray(scores).reshape(-1, n)
-            ok = scores > _FILTERED
-            row = np.repeat(np.arange(user.size), n).reshape(-1, n)[ok]
-            item = ids[ok].astype(np.int64)
+            row, item, score = self.propose(user, k, elapsed, exclude_seen=self.exclude_seen)
             pair = self.history_.lookup(user[row], item)
             seen = pair >= 0
             reason = merge_reasons(
                 seen,
                 lambda i: join_text(self.history_.phrase(pair[i], elapsed), "; shoppers with similar taste like it too"),
-                lambda i: pa.repeat(pa.scalar(_SIMILAR, pa.string()), i.size),
+                lambda i: pa.repeat(pa.scalar(self._reason, pa.string()), i.size),
             )
-            parts.append((known[row], item, scores[ok].astype(np.float64), reason))
+            parts.append((known[row], item, score, reason))
         return rec_table(req, self.items_, parts)
 
 
@@ -225,3 +242,65 @@ class ImplicitBPR(_ImplicitPeer):
             num_threads=int(self.num_threads),
             use_gpu=False,
         )
+
+
+class ImplicitItemKNN(_ImplicitPeer):
+    """Item-item neighbours (``implicit.nearest_neighbours``: BM25 or cosine), CPU.
+
+    A user's score for an item is their row of (decayed) weighted counts times the item
+    similarity, cut to each item's ``K`` nearest neighbours.
+
+    Parameters
+    ----------
+    kind
+        ``"bm25"`` (BM25-weighted co-occurrence) or ``"cosine"``.
+    K
+        Neighbours kept per item.
+    event_weights
+        Weight per event type (decayrec defaults when None; types left out count 0).
+    half_life_days
+        Decay the counts to the fit time (None: plain counts).
+    exclude_seen
+        Never recommend an item the user has touched.
+    num_threads
+        implicit's threads (0 = all cores).
+    """
+
+    name = "itemknn"
+    _floor = 0.0
+    _reason = "often engaged with alongside your items"
+
+    def __init__(
+        self,
+        kind: Literal["bm25", "cosine"] = "bm25",
+        K: int = 50,
+        event_weights: Weights = None,
+        half_life_days: float | None = None,
+        exclude_seen: bool = False,
+        num_threads: int = 1,
+    ):
+        self.kind = kind
+        self.K = K
+        self.event_weights = event_weights
+        self.half_life_days = half_life_days
+        self.exclude_seen = exclude_seen
+        self.num_threads = num_threads
+
+    def _check(self) -> None:
+        if self.kind not in ("bm25", "cosine"):
+            raise InputError(f"kind must be 'bm25' or 'cosine', got {self.kind!r}")
+        if isinstance(self.K, bool) or not isinstance(self.K, (int, np.integer)) or self.K < 1:
+            raise InputError(f"K must be a positive integer, got {self.K!r}")
+        check_positive("half_life_days", self.half_life_days, allow_none=True)
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, (int, np.integer)) or self.num_threads < 0:
+            raise InputError(f"num_threads must be a non-negative integer (0 = all cores), got {self.num_threads!r}")
+
+    def _matrix_half_life(self) -> float | None:
+        return self.half_life_days
+
+    def _build(self) -> Any:
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+        if self.kind == "bm25":
+            return BM25Recommender(K=int(self.K), num_threads=int(self.num_threads))
+        return CosineRecommender(K=int(self.K), num_threads=int(self.num_threads))

@@ -1,25 +1,32 @@
-"""The decay-aware recommender: candidates from several sources, LightGBM LambdaRank over decay features.
+"""The main recommender: candidates from several sources, LightGBM LambdaRank over decay features,
+configured per shop by temporal validation, with a floor.
 
 :class:`DecayRanker` follows :mod:`decayrec.recommend.base`. In ``fit(events, now)`` it
 
-1. builds the candidate sources and :class:`~decayrec.recommend.features.FeatureState` on
-   the events at or before ``cutoff = now - horizon_days``;
-2. labels each candidate by the user's engagement in ``(cutoff, now]`` (purchase 3, cart
-   or fav 2, view or click 1; the max), drops users without a positive candidate and fits
-   a LambdaRank model with one group per user;
-3. refits the sources and the features on every event at or before ``now``, for serving.
+1. chooses every setting the caller left as ``None`` (the use horizon, the label window,
+   how many label windows to stack, which candidate sources run and their settings, their
+   budget, whether to leave out the user's own items, the tree size) on validation
+   windows inside the training period (:mod:`decayrec.recommend.autoconfig`);
+2. trains LambdaRank on the label windows ``(now - w L, now - (w - 1) L]``: features and
+   candidates as of each window's start, each candidate graded by the user's engagement in
+   the window (purchase 3, cart or fav 2, view or click 1);
+3. fits the sources and the features on every event at or before ``now``, for serving;
+   or, when no ranker setting beat the best single source on validation, serves that
+   source (the floor) and says so in the model card (:meth:`DecayRanker.card`).
 
-``recommend`` scores all requested users' candidates in one LightGBM call, optionally
-re-mixes the lists of faded or drifted users (:mod:`decayrec.recommend.policy`), and
-words a reason from the strongest evidence of each row.
+``recommend`` scores all requested users' candidates in one LightGBM call, fills short
+lists with popular items, optionally re-mixes the lists of faded or drifted users
+(:mod:`decayrec.recommend.policy`), and words a reason from the strongest evidence of
+each row. A list's first rows never depend on ``k``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -27,284 +34,136 @@ import scipy.sparse as sp
 
 from decayrec.decay.model import DecayModel
 from decayrec.decay.strength import StrengthModel, as_utc
-from decayrec.errors import InputError, require
-from decayrec.lgbm import eval_args, reproducible
-from decayrec.recommend.baselines import CoVisitation, RepeatHistory, Weights
+from decayrec.errors import InputError
+from decayrec.recommend.autoconfig import RankerSettings, SearchResult, Workspace, configure, fixed_settings
+from decayrec.recommend.baselines import Weights
+from decayrec.recommend.candidates import SOURCES, Candidates
 from decayrec.recommend.common import (
     COLD_START_HALF_LIFE_DAYS,
     BaseRecommender,
+    blend_topk,
     check_positive,
     fallback_rows,
-    half_life_factor,
     join_text,
+    merge_reasons,
     popularity,
-    rank_in_group,
     rec_table,
-    topk_rows,
-    topk_sparse_rows,
 )
-from decayrec.recommend.features import FeatureState, label_grades
+from decayrec.recommend.features import DEFAULT_SCALES, FeatureState
 from decayrec.recommend.policy import ReengagePolicy
+from decayrec.recommend.training import TrainedRanker, feature_names, fit_lambdarank, source_columns, window_rows
+from decayrec.timeparse import iso
 
 __all__ = ["DecayRanker", "SOURCES"]
 
-SOURCES: Final = ("repeat", "covisit", "als", "trend", "new", "popular")
-_REPEAT, _COVISIT, _ALS, _TREND, _NEW, _POPULAR = range(len(SOURCES))
-# Categories per user that feed the trending and new-item sources.
-_TOP_CATEGORIES: Final = 5
-# Cells of one dense block of candidate scores (float64: 32 MB).
-_BLOCK_CELLS: Final = 1 << 22
-# Fewer held-out groups than this make early stopping noise: train all trees instead.
-_MIN_STOPPING_GROUPS: Final = 50
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Deduplicated (user, item) candidates with per-source scores and ranks.
-
-    ``row`` indexes the users asked for, sorted; ``score`` and ``rank`` are
-    ``(n, len(SOURCES))``: 0 and ``n_per_source + 1`` where a source did not propose.
-    """
-
-    row: np.ndarray
-    item: np.ndarray
-    score: np.ndarray
-    rank: np.ndarray
-
-
-def _sparse_top(matrix: sp.spmatrix, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's ``n`` best positive entries: ``(row, col, value, rank from 1)``, ties by column.
-
-    Rows are scored in dense blocks with ``np.argpartition`` (:func:`topk_rows`): a sort
-    of every stored entry (:func:`topk_sparse_rows`) was 20x slower on dense products.
-    """
-    matrix = sp.csr_matrix(matrix)
-    m, n_cols = matrix.shape
-    if matrix.nnz * 16 < m * n_cols:  # sparse: sorting the stored entries is cheaper
-        top = topk_sparse_rows(matrix, n).tocoo()
-        keep = top.data > 0
-        row, col, val = top.row[keep].astype(np.int64), top.col[keep].astype(np.int64), top.data[keep]
-        order = np.lexsort((col, -val, row))
-        row, col, val = row[order], col[order], val[order]
-        return row, col, val, rank_in_group(row) + 1
-    rows, cols, vals = [], [], []
-    step = max(1, _BLOCK_CELLS // max(n_cols, 1))
-    ramp = -1.0 - np.arange(n_cols) / max(n_cols, 1)
-    for lo in range(0, m, step):
-        block = matrix[lo : lo + step]
-        if block.nnz == 0:
-            continue
-        dense = block.toarray()
-        # Distinct negative fillers: argpartition degrades badly on long runs of equal values.
-        np.copyto(dense, ramp[None, :], where=dense <= 0)
-        r, c, v = topk_rows(dense, n)
-        ok = v > 0
-        rows.append(r[ok] + lo)
-        cols.append(c[ok])
-        vals.append(v[ok])
-    if not rows:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0), empty
-    row = np.concatenate(rows).astype(np.int64)
-    return row, np.concatenate(cols).astype(np.int64), np.concatenate(vals), rank_in_group(row) + 1
-
-
-def _row_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    matrix = sp.csr_matrix(matrix, dtype=np.float64)
-    top = np.asarray(matrix.max(axis=1).todense()).ravel()
-    scale = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)
-    return sp.diags(scale) @ matrix
-
-
-class _Sources:
-    """The candidate sources fitted on one event table at one time."""
-
-    def __init__(self, ranker: "DecayRanker"):
-        self.p = ranker
-
-    def fit(self, events: pa.Table, now: datetime, state: FeatureState) -> "_Sources":
-        p = self.p
-        self.state = state
-        ix = state.ix
-        self.repeat = RepeatHistory(half_life_days=p.repeat_half_life_days, event_weights=p.event_weights, fill="none")
-        self.repeat.fit(events, now)
-        self.covisit = CoVisitation(
-            window_hours=p.covisit_window_hours,
-            recency_half_life_days=p.covisit_recency_half_life_days,
-            event_weights=p.event_weights,
-        )
-        self.covisit.fit(events, now)
-        for model in (self.repeat, self.covisit):
-            if model.items_ != ix.items or model.users_ != ix.users:
-                raise AssertionError("candidate sources disagree on the id maps")  # same events, same weights
-        self.als = None
-        if p.use_als:
-            from decayrec.recommend.peers import ImplicitALS
-
-            self.als = ImplicitALS(event_weights=p.event_weights, half_life_days=p.als_half_life_days, **(p.als_params or {}))
-            self.als.fit(events, now)
-        n_cat = state.n_categories + 1
-        pop7 = state.item_pop[:, 1]
-        items = np.arange(ix.n_items)
-        cat_items = sp.csr_matrix((pop7, (state.item_cat, items)), shape=(n_cat, ix.n_items))
-        self.trend_ = _row_normalise(topk_sparse_rows(cat_items, p.n_per_source))
-        fresh = state.item_first >= -p.new_item_days
-        new_items = sp.csr_matrix((pop7[fresh] + 1e-6, (state.item_cat[fresh], items[fresh])), shape=(n_cat, ix.n_items))
-        self.new_ = _row_normalise(topk_sparse_rows(new_items, p.n_per_source))
-        self.popular_ = np.lexsort((items, -pop7))
-        return self
-
-    def user_categories(self, users: np.ndarray, elapsed: float) -> sp.csr_matrix:
-        """Each user's top categories by 30-day interest, as shares (users x categories)."""
-        s = self.state
-        uc = s.ucat
-        j = int(np.argmin(np.abs(s.scales - 30.0)))
-        value = s.ucat_sums[:, j] * half_life_factor(elapsed, s.scales[j])
-        full = sp.csr_matrix((value, (uc.users, uc.keys)), shape=(s.ix.n_users, s.n_categories + 1))
-        block = topk_sparse_rows(full[users], _TOP_CATEGORIES)
-        total = np.asarray(full[users].sum(axis=1)).ravel()
-        return sp.diags(np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)) @ block
-
-    def generate(self, users: np.ndarray, elapsed: float, n_popular: int) -> Candidates:
-        """Candidates for user codes ``users`` (all known), ``elapsed`` days after the fit."""
-        p, n_items = self.p, self.state.ix.n_items
-        n = p.n_per_source
-        parts: list[tuple[int, tuple]] = []
-        rf = half_life_factor(elapsed, p.repeat_half_life_days)
-        parts.append((_REPEAT, _sparse_top(self.repeat.scores_[users] * rf, n)))
-        cf = half_life_factor(elapsed, self.covisit.recency_half_life_days)
-        parts.append((_COVISIT, _sparse_top((self.covisit.anchors_[users] @ self.covisit.similar_) * cf, n)))
-        if self.als is not None and self.als.model_ is not None:
-            m = min(n, n_items)
-            ids, scores = self.als.model_.recommend(users, self.als.matrix_[users], N=m, filter_already_liked_items=False)
-            ids, scores = np.asarray(ids).reshape(-1, m), np.asarray(scores).reshape(-1, m)
-            row = np.repeat(np.arange(users.size), m)
-            ok = ids.ravel() >= 0
-            rank = np.tile(np.arange(1, m + 1), users.size)
-            # ALS scores can be negative: shift so every proposed item scores above "absent" (0).
-            val = scores.ravel().astype(np.float64)
-            parts.append((_ALS, (row[ok], ids.ravel()[ok].astype(np.int64), np.maximum(val[ok], 0) + 1e-3, rank[ok])))
-        ucats = self.user_categories(users, elapsed)
-        parts.append((_TREND, _sparse_top(ucats @ self.trend_, n)))
-        parts.append((_NEW, _sparse_top(ucats @ self.new_, n)))
-        top = self.popular_[:n_popular]
-        pop = self.state.item_pop[top, 1]
-        parts.append(
-            (
-                _POPULAR,
-                (
-                    np.repeat(np.arange(users.size), top.size),
-                    np.tile(top, users.size),
-                    np.tile(pop / max(pop.max(initial=0.0), 1e-12), users.size),
-                    np.tile(np.arange(1, top.size + 1), users.size),
-                ),
-            )
-        )
-        src = np.concatenate([np.full(part[0].size, s) for s, part in parts])
-        row = np.concatenate([part[0] for _, part in parts])
-        item = np.concatenate([part[1] for _, part in parts])
-        val = np.concatenate([part[2] for _, part in parts])
-        rank = np.concatenate([part[3] for _, part in parts])
-        key = row * n_items + item
-        uniq, inv = np.unique(key, return_inverse=True)
-        score = np.zeros((uniq.size, len(SOURCES)))
-        ranks = np.full((uniq.size, len(SOURCES)), float(max(n, n_popular) + 1))
-        score[inv, src] = val
-        ranks[inv, src] = rank
-        return Candidates(uniq // n_items, uniq % n_items, score, ranks)
+_COL = {name: j for j, name in enumerate(SOURCES)}
 
 
 class DecayRanker(BaseRecommender):
-    """Decay-aware candidates re-ranked by LightGBM LambdaRank (the ``"decayrec"`` model).
+    """Decay-aware candidates re-ranked by LightGBM LambdaRank (the ``"decayrec"`` model), self-configuring.
+
+    Every parameter that defaults to ``None`` is chosen on validation windows inside the
+    training period (:mod:`decayrec.recommend.autoconfig`); give a value to fix it. With
+    all of them fixed, nothing is searched.
 
     Parameters
     ----------
     horizon_days
-        Length of the label window at the end of the fit period.
+        The use horizon: what the lists are for (next visit, next basket, next month).
+        None: inferred from the log (the median gap between a user's active days).
+    label_days
+        Length of each training label window (None: the horizon or twice it).
+    train_windows
+        Label windows stacked for training, back from the fit time (None: 1, 2 or 4).
+    sources
+        Candidate sources on, among :data:`~decayrec.recommend.candidates.SOURCES`
+        (None: all that are installed, then any whose removal improves validation is dropped).
     n_per_source
-        Candidates each source proposes per user.
+        Candidates each source proposes per user (None: 20, 40 or 80).
+    exclude_seen
+        Leave the user's own items out of the lists (None: when under 1% of what users
+        did next in validation repeated an earlier item).
+    num_leaves
+        Leaves per LightGBM tree (None: 7, 31 or 63).
+    source_params
+        Settings per model source (``repeat``, ``covisit``, ``itemknn``, ``als``), merged over
+        the tuned ones (None: each tuned as a single source on validation).
+    serve
+        ``"auto"``: serve the best single source when no ranker setting beats it on
+        validation (the floor); ``"ranker"``: always serve the ranker.
+    budget_seconds
+        Wall-clock bound of the search; trials that would start later are skipped.
     n_popular
-        Globally popular candidates per user (at least ``k`` at recommendation).
-    repeat_half_life_days
-        Half-life of the repeat-history source.
-    covisit_window_hours
-        Co-visitation window (720 h worked far better than 24 h on the simulator).
-    covisit_recency_half_life_days
-        Half-life of the weight of the user's recent items as co-visitation anchors; short
-        (minutes) on session logs, where the last click says most about the next.
+        Popular candidates per user (lists shorter than ``k`` are filled with more).
     new_item_days
         Items first seen this recently count as new.
-    use_als, als_half_life_days, als_params
-        Add the implicit ALS source (the ``peers`` extra), its decay and keyword arguments.
     event_weights
         Weight per event type (decayrec defaults when None).
     scales
         Half-lives of the interest features (days).
     decay, strength
-        Optional fitted :class:`~decayrec.decay.DecayModel` (learned category half-lives)
-        and category-level :class:`~decayrec.decay.StrengthModel`, as extra features.
-    reengage
+        Optional fitted :class:`~decayrec.decay.DecayModel` and category-level
+        :class:`~decayrec.decay.StrengthModel`, as extra features.
+    reengage, policy
         Re-mix the lists of faded or drifted users (:class:`~decayrec.recommend.policy.ReengagePolicy`).
-    policy
-        The policy to use (defaults to ``ReengagePolicy()``).
-    n_estimators, learning_rate, num_leaves, min_child_samples
-        LightGBM settings.
+    n_estimators, learning_rate, min_child_samples, early_stopping_rounds
+        LightGBM settings; early stopping on a seeded fifth of the training groups.
     max_train_users
-        Groups kept for training at most (a seeded sample beyond), shared among the windows.
-    train_windows
-        Label windows stacked for training: ``(now - w h, now - (w - 1) h]`` for
-        ``w = 1 .. train_windows`` (``h = horizon_days``), each with features and candidates
-        as of its own start. More windows give more groups where few users are active in one.
-    early_stopping_rounds
-        Stop adding trees when NDCG@20 on a seeded fifth of the training groups has not
-        improved for this many rounds (None: always ``n_estimators`` trees). Needs at least
-        250 groups; with fewer, all trees are grown on every group.
+        LambdaRank groups of the final fit, at most (a seeded sample).
+    max_window_users
+        Users kept per label window (a seeded sample).
     seed, num_threads
-        LightGBM seed (deterministic mode) and threads. One thread by default: on a small
-        machine shared with other work, LightGBM's OpenMP threads spin and run 3x slower
-        with two threads than with one.
+        Seed of every sample and of LightGBM (deterministic mode), and its threads. One
+        thread by default: on a small shared machine LightGBM's threads spin.
+    log
+        Called with each line of the search's report (the CLI prints them on stderr).
     """
 
     name = "decayrec"
 
     def __init__(
         self,
-        horizon_days: float = 7.0,
-        n_per_source: int = 30,
+        horizon_days: float | None = None,
+        label_days: float | None = None,
+        train_windows: int | None = None,
+        sources: Sequence[str] | None = None,
+        n_per_source: int | None = None,
+        exclude_seen: bool | None = None,
+        num_leaves: int | None = None,
+        source_params: Mapping[str, Mapping[str, Any]] | None = None,
+        serve: Literal["auto", "ranker"] = "auto",
+        budget_seconds: float = 600.0,
         n_popular: int = 20,
-        repeat_half_life_days: float = 30.0,
-        covisit_window_hours: float = 720.0,
-        covisit_recency_half_life_days: float = 7.0,
         new_item_days: float = 14.0,
-        use_als: bool = False,
-        als_half_life_days: float | None = 60.0,
-        als_params: Mapping[str, Any] | None = None,
         event_weights: Weights = None,
-        scales: tuple[float, ...] = (1.0, 7.0, 30.0, 120.0),
+        scales: tuple[float, ...] = DEFAULT_SCALES,
         decay: DecayModel | None = None,
         strength: StrengthModel | None = None,
         reengage: bool = False,
         policy: ReengagePolicy | None = None,
-        n_estimators: int = 200,
+        n_estimators: int = 300,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
         min_child_samples: int = 20,
-        max_train_users: int = 50_000,
-        train_windows: int = 1,
         early_stopping_rounds: int | None = 20,
+        max_train_users: int = 20_000,
+        max_window_users: int = 8_000,
+        max_negatives: int | None = 50,
         seed: int = 0,
         num_threads: int = 1,
+        log: Callable[[str], None] | None = None,
     ):
         self.horizon_days = horizon_days
+        self.label_days = label_days
+        self.train_windows = train_windows
+        self.sources = sources
         self.n_per_source = n_per_source
+        self.exclude_seen = exclude_seen
+        self.num_leaves = num_leaves
+        self.source_params = source_params
+        self.serve = serve
+        self.budget_seconds = budget_seconds
         self.n_popular = n_popular
-        self.repeat_half_life_days = repeat_half_life_days
-        self.covisit_window_hours = covisit_window_hours
-        self.covisit_recency_half_life_days = covisit_recency_half_life_days
         self.new_item_days = new_item_days
-        self.use_als = use_als
-        self.als_half_life_days = als_half_life_days
-        self.als_params = als_params
         self.event_weights = event_weights
         self.scales = scales
         self.decay = decay
@@ -313,133 +172,157 @@ class DecayRanker(BaseRecommender):
         self.policy = policy
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
-        self.max_train_users = max_train_users
-        self.train_windows = train_windows
         self.early_stopping_rounds = early_stopping_rounds
+        self.max_train_users = max_train_users
+        self.max_window_users = max_window_users
+        self.max_negatives = max_negatives
         self.seed = seed
         self.num_threads = num_threads
+        self.log = log
 
     # -- fitting ------------------------------------------------------------------------
     def _check(self) -> None:
-        positive = ("horizon_days", "repeat_half_life_days", "covisit_window_hours", "covisit_recency_half_life_days")
-        for name in (*positive, "new_item_days", "learning_rate"):
+        for name in ("horizon_days", "label_days"):
+            check_positive(name, getattr(self, name), allow_none=True)
+        for name in ("new_item_days", "learning_rate", "budget_seconds"):
             check_positive(name, getattr(self, name))
-        if self.early_stopping_rounds is not None:
-            value = self.early_stopping_rounds
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"early_stopping_rounds must be a positive integer or None, got {value!r}")
-        names = ("n_per_source", "n_popular", "n_estimators", "num_leaves", "min_child_samples", "max_train_users", "train_windows", "num_threads")
-        for name in names:
+        optional = ("train_windows", "n_per_source", "num_leaves", "early_stopping_rounds")
+        required = ("n_popular", "n_estimators", "min_child_samples", "max_train_users", "max_window_users", "num_threads")
+        for name in (*optional, *required):
             value = getattr(self, name)
+            if value is None and name in optional:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer{' or None' if name in optional else ''}, got {value!r}")
+        if self.serve not in ("auto", "ranker"):
+            raise InputError(f"serve must be 'auto' or 'ranker', got {self.serve!r}")
+        if self.exclude_seen is not None and not isinstance(self.exclude_seen, (bool, np.bool_)):
+            raise InputError(f"exclude_seen must be True, False or None, got {self.exclude_seen!r}")
+        if self.sources is not None:
+            if isinstance(self.sources, str):
+                raise InputError("sources must be a list of source names, not one string", f"pass e.g. [{self.sources!r}]")
+            unknown = sorted(set(self.sources) - set(SOURCES))
+            if unknown or not self.sources:
+                raise InputError(f"sources must name some of {SOURCES}, got {list(self.sources)}")
 
     def _state(self, events: pa.Table, now: datetime) -> FeatureState:
         return FeatureState.build(
             events, now, event_weights=self.event_weights, scales=self.scales, decay=self.decay, strength=self.strength
         )
 
-    def _table(self, sources: _Sources, state: FeatureState, users: np.ndarray, elapsed: float, n_popular: int):
-        cand = sources.generate(users, elapsed, n_popular)
-        n_src = cand.score.shape[1]
-        x = state.features(users[cand.row], cand.item, elapsed, extra=2 * n_src)
-        x[:, x.shape[1] - 2 * n_src : x.shape[1] - n_src] = cand.score
-        x[:, x.shape[1] - n_src :] = cand.rank
-        return cand, x
-
-    def _groups(self, events: pa.Table, cutoff: datetime, end: datetime, max_users: int, rng) -> tuple | None:
-        """Training rows of one label window ``(cutoff, end]``: features as of ``cutoff``, grades in the window.
-
-        Users without a positive candidate are dropped (LambdaRank learns nothing from them).
-        """
-        state = self._state(events, cutoff)
-        if not (state.ix.n_users and state.ix.n_items):
-            return None
-        lu, li, grade = label_grades(events, cutoff, end, state.ix.users, state.ix.items)
-        users = np.unique(lu)
-        if users.size > max_users:
-            users = np.sort(rng.choice(users, max_users, replace=False))
-        if not users.size:
-            return None
-        sources = _Sources(self).fit(events, cutoff, state)
-        cand, x = self._table(sources, state, users, 0.0, self.n_popular)
-        n_items = state.ix.n_items
-        label_key = lu * n_items + li
-        cand_key = users[cand.row] * n_items + cand.item
-        pos = np.minimum(np.searchsorted(label_key, cand_key), max(label_key.size - 1, 0))
-        y = np.where(label_key[pos] == cand_key, grade[pos], 0)
-        has = np.bincount(cand.row, y > 0, minlength=users.size) > 0
-        keep = has[cand.row]
-        if not keep.any():
-            return None
-        return x[keep], y[keep], np.bincount(cand.row[keep], minlength=users.size)[has], self._feature_names(state)
-
     def fit(self, events: pa.Table, now: datetime) -> "DecayRanker":
-        """Train the ranker on the last ``train_windows`` label windows of the fit period, then refit the sources on all of it."""
+        """Choose the settings left free, train the ranker on label windows before ``now``, refit the sources at ``now``."""
+        from decayrec.errors import require
+
         self._check()
-        lgb = require("lightgbm", "ranker")
+        require("lightgbm", "ranker")
         now = as_utc(now)
-        rng = np.random.default_rng(self.seed)
-        self.model_ = None
-        self.train_groups_ = self.train_rows_ = self.trees_ = 0
-        parts = []
-        per_window = max(1, self.max_train_users // self.train_windows)
-        for w in range(1, self.train_windows + 1):
-            cutoff = now - timedelta(days=w * self.horizon_days)
-            part = self._groups(events, cutoff, cutoff + timedelta(days=self.horizon_days), per_window, rng)
-            if part is not None:
-                parts.append(part)
-        if parts:
-            x = np.vstack([p[0] for p in parts])
-            y = np.concatenate([p[1] for p in parts])
-            groups = np.concatenate([p[2] for p in parts])
-            names = parts[0][3]
-            model = lgb.LGBMRanker(
-                objective="lambdarank",
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves,
-                min_child_samples=self.min_child_samples,
-                **reproducible(self.seed, self.num_threads),
-            )
-            fit_args: dict[str, Any] = {}
-            n_stop = int(round(groups.size * 0.2)) if self.early_stopping_rounds else 0
-            if n_stop >= _MIN_STOPPING_GROUPS:
-                # A seeded fifth of the groups (users) decides when to stop adding trees.
-                held = np.zeros(groups.size, dtype=bool)
-                held[rng.choice(groups.size, n_stop, replace=False)] = True
-                row_held = np.repeat(held, groups)
-                fit_args = eval_args(model, x[row_held], y[row_held]) | {
-                    "eval_group": [groups[held]],
-                    "eval_at": [20],
-                    "callbacks": [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)],
-                }
-                x, y, groups = x[~row_held], y[~row_held], groups[~held]
-            model.fit(x, y, group=groups, feature_name=names, **fit_args)
-            self.model_ = model
-            self.trees_ = int(model.best_iteration_ or self.n_estimators) if fit_args else self.n_estimators
-            self.train_groups_ = int(groups.size)
-            self.train_rows_ = int(y.size)
-        self.state_ = self._state(events, now)
+        log = self.log or (lambda line: None)
+        settings = fixed_settings(self, events, now)
+        if settings is None:
+            result, space = configure(self, events, now, log)
+        else:
+            space = Workspace(events, self)
+            result = SearchResult(settings, "ranker", None, "given", {"note": "every setting given: nothing searched"})
+        self.search_ = result
+        self.settings_ = result.settings
+        self.served_ = result.served
+        self.state_ = space.state(now)
         self._remember(self.state_.ix)
-        self.sources_ = _Sources(self).fit(events, now, self.state_)
         self.fallback_ = popularity(self.state_.ix, COLD_START_HALF_LIFE_DAYS)
         self.policy_ = (self.policy or ReengagePolicy()) if self.reengage else None
+        self.model_: Any = None
+        self.single_ = None
+        self.trees_ = self.train_groups_ = self.train_rows_ = 0
+        if result.single is not None:
+            name, params = result.single
+            self.single_ = space.model(now, name, params, single=True)
+            self.sources_ = None
+            return self
+        self.sources_ = space.sources(now, self.settings_.source_params)
+        trained = self._train(space, now)
+        if trained is not None:
+            self.model_ = trained.model
+            self.trees_, self.train_groups_, self.train_rows_ = trained.trees, trained.groups, trained.rows
+        log(
+            f"decayrec: trained on {self.train_groups_:,} users in {self.settings_.train_windows} label window(s) of "
+            f"{self.settings_.label_days:g} days ({self.trees_} trees)"
+        )
         return self
 
-    def _feature_names(self, state: FeatureState) -> list[str]:
-        return state.names + [f"src_{s}" for s in SOURCES] + [f"rank_{s}" for s in SOURCES]
+    def _train(self, space: Workspace, now: datetime) -> TrainedRanker | None:
+        s = self.settings_
+        parts = []
+        for w in range(1, s.train_windows + 1):
+            cutoff = now - timedelta(days=w * s.label_days)
+            if space.state(cutoff).ix.n_users == 0:
+                break
+            window = space.window(cutoff, s.label_days, s.source_params)
+            if window is None:
+                continue
+            cand, x, y, _ = window_rows(window, s.sources, s.budget, s.exclude_seen)
+            parts.append((x, y, cand.row))
+        if not parts:
+            return None
+        return fit_lambdarank(
+            parts,
+            self.feature_names_,
+            num_leaves=s.num_leaves,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            min_child_samples=self.min_child_samples,
+            early_stopping_rounds=self.early_stopping_rounds,
+            max_groups=self.max_train_users,
+            seed=self.seed,
+            num_threads=self.num_threads,
+            max_negatives=self.max_negatives,
+        )
 
     @property
     def feature_names_(self) -> list[str]:
-        return self._feature_names(self.state_)
+        return feature_names(self.state_)
+
+    # -- the model card -------------------------------------------------------------------
+    def card(self) -> dict[str, Any]:
+        """What was chosen and why (CONTRACT.md section 3, ``CARD.json``): JSON-ready."""
+        if not hasattr(self, "search_"):
+            raise InputError("DecayRanker is not fitted; call fit(events, now) first")
+        r = self.search_
+        chosen = self.settings_.to_json()
+        if r.single is not None:
+            chosen = {"horizon_days": self.settings_.horizon_days, "source": r.single[0], "settings": r.single[1]}
+        return {
+            "model": "decayrec",
+            "fitted_at": iso(self.fitted_at_),
+            "horizon_days": self.settings_.horizon_days,
+            "horizon_note": r.horizon_note,
+            "served": r.served,
+            "chosen": chosen,
+            "ranker_settings": self.settings_.to_json(),
+            "validation": r.validation,
+            "floor": r.floor,
+            "tried": r.tried,
+            "search_seconds": round(r.seconds, 2),
+            "budget_seconds": self.budget_seconds,
+            "budget_hit": r.budget_hit,
+            "trees": self.trees_,
+            "train_groups": self.train_groups_,
+        }
+
+    def save_card(self, path: str | Path) -> None:
+        """Write :meth:`card` as JSON."""
+        from decayrec.evaluate.runner import json_safe
+
+        Path(path).write_text(json.dumps(json_safe(self.card()), indent=2) + "\n", encoding="utf-8")
 
     # -- serving ------------------------------------------------------------------------
-    def score_candidates(self, users: np.ndarray, k: int, elapsed: float) -> tuple[Candidates, np.ndarray]:
-        """Candidates of user codes ``users`` and their ranker scores (a source-score blend without a model)."""
-        cand, x = self._table(self.sources_, self.state_, users, elapsed, max(self.n_popular, k))
+    def score_candidates(self, users: np.ndarray, elapsed: float) -> tuple[Candidates, np.ndarray]:
+        """Candidates of user codes ``users`` under the chosen settings, and their ranker scores."""
+        s = self.settings_
+        full = self.sources_.generate(users, s.budget, self.n_popular, elapsed, exclude_seen=s.exclude_seen)
+        cand, _ = full.restrict(s.sources, s.budget)
+        x = source_columns(self.state_, cand, users, elapsed)
         if self.model_ is not None:
             score = self.model_.booster_.predict(x, num_threads=self.num_threads)
         else:  # nothing to learn from (a log shorter than the horizon): sources in order
@@ -447,24 +330,45 @@ class DecayRanker(BaseRecommender):
         return cand, np.asarray(score, dtype=np.float64)
 
     def recommend(self, users, k: int, now: datetime) -> pa.Table:
+        if self.single_ is not None and hasattr(self, "fitted_at_"):
+            return self.single_.recommend(users, k, now)
         req, codes, k, elapsed = self._start(users, k, now)
         known, cold = np.flatnonzero(codes >= 0), np.flatnonzero(codes < 0)
         parts = [fallback_rows(cold, self.fallback_, k, elapsed, cold=True)]
         if known.size:
             ucodes = codes[known].astype(np.int64)
-            cand, score = self.score_candidates(ucodes, k, elapsed)
+            cand, score = self.score_candidates(ucodes, elapsed)
             if self.policy_ is not None:
-                row, item, out_score, discovery, src_score, src_rank = self.policy_.apply(
-                    self, ucodes, cand, score, k, elapsed
-                )
+                row, item, out_score, discovery, src_score, src_rank = self.policy_.apply(self, ucodes, cand, score, k, elapsed)
+                reason = self.reasons(ucodes[row], item, src_score, src_rank, elapsed, discovery)
             else:
-                order = np.lexsort((cand.item, -score, cand.row))
-                sel = order[rank_in_group(cand.row[order]) < k]
-                row, item, out_score = cand.row[sel], cand.item[sel], score[sel]
-                discovery, src_score, src_rank = None, cand.score[sel], cand.rank[sel]
-            reason = self.reasons(ucodes[row], item, src_score, src_rank, elapsed, discovery)
+                row, item, out_score, reason = self._lists(ucodes, cand, score, k, elapsed)
             parts.append((known[row], item, out_score, reason))
         return rec_table(req, self.items_, parts)
+
+    def _lists(self, users: np.ndarray, cand: Candidates, score: np.ndarray, k: int, elapsed: float):
+        """Top ``k`` candidates per user by score, then popular items the user has no row for (nested in ``k``)."""
+        n_items = len(self.items_)
+        low = float(score.min(initial=0.0))
+        shifted = score - low + 1.0  # positive, same order: the blend's fill sits below every candidate
+        block = sp.csr_matrix((shifted, (users[cand.row], cand.item)), shape=(len(self.users_), n_items))
+        exclude = None
+        if self.settings_.exclude_seen:
+            exclude = self.state_.history.seen(self.state_.ix.n_users, n_items)
+        row, item, key = blend_topk(users, n_items, k, lambda codes: block[codes], self.fallback_.fill_key(), exclude)
+        own = key > 0
+        out_score = np.where(own, key + low - 1.0, 0.0)
+        # Source scores of the rows that came from the candidates, for the reasons.
+        ckey = cand.row * n_items + cand.item
+        at = np.minimum(np.searchsorted(ckey, row * n_items + item), max(ckey.size - 1, 0))
+        src_score = np.where(own[:, None], cand.score[at] if ckey.size else 0.0, 0.0)
+        src_rank = np.where(own[:, None], cand.rank[at] if ckey.size else cand.absent, cand.absent)
+        reason = merge_reasons(
+            own,
+            lambda i: self.reasons(users[row[i]], item[i], src_score[i], src_rank[i], elapsed),
+            lambda i: self.fallback_.reason.take(pa.array(item[i])),
+        )
+        return row, item, out_score, reason
 
     # -- reasons ------------------------------------------------------------------------
     def reasons(
@@ -479,8 +383,9 @@ class DecayRanker(BaseRecommender):
         """One sentence per row from its strongest evidence (vectorised).
 
         In order: a due re-buy; the user's own history; co-visitation with one of the
-        user's items; a new item in a category the user shops; several items viewed in the
-        category this week; trending in the category; popular now.
+        user's items; item neighbours of the user's items; shoppers with similar taste; a
+        new item in a category the user shops; several items viewed in the category this
+        week; trending in the category; popular now.
         """
         s = self.state_
         n = user.size
@@ -495,13 +400,17 @@ class DecayRanker(BaseRecommender):
         uc = s.ucat.encode(user, cat) if len(s.ucat) else np.full(n, -1, dtype=np.int32)
         week = np.where(uc >= 0, s.ucat_week_items[np.maximum(uc, 0)], 0.0)
         shops = uc >= 0
-        covisit = (src_score[:, _COVISIT] > 0) & (src_rank[:, _COVISIT] <= src_rank[:, _TREND])
-        new = (src_score[:, _NEW] > 0) & known_cat & shops
+        covisit_model = self.sources_.models.get("covisit")
+        proposed = src_score > 0
+        covisit = proposed[:, _COL["covisit"]] & (covisit_model is not None)
+        itemknn = proposed[:, _COL["itemknn"]]
+        als = proposed[:, _COL["als"]]
+        new = proposed[:, _COL["new"]] & known_cat & shops
         if discovery is not None:
             new |= discovery & known_cat & (s.item_first[item] >= -self.new_item_days)
         busy = known_cat & (week >= 2)
-        trend = ((src_score[:, _TREND] > 0) | (discovery if discovery is not None else False)) & known_cat
-        kind = np.select([due, seen, covisit, new, busy, trend], [0, 1, 2, 3, 4, 5], default=6)
+        trend = (proposed[:, _COL["trend"]] | (discovery if discovery is not None else False)) & known_cat
+        kind = np.select([due, seen, covisit, itemknn, als, new, busy, trend], [0, 1, 2, 3, 4, 5, 6, 7], default=8)
 
         cat_name = pa.concat_arrays([s.categories.ids, pa.array([""], pa.string())])
         texts: list[tuple[np.ndarray, pa.Array]] = []
@@ -511,19 +420,24 @@ class DecayRanker(BaseRecommender):
             if idx.size:
                 texts.append((idx, make(idx)))
 
+        def constant(text: str):
+            return lambda i: pa.repeat(pa.scalar(text, pa.string()), i.size)
+
         part(0, lambda i: join_text("you bought this before; due again (", hist.phrase(pair[i], elapsed), ")"))
         part(1, lambda i: hist.phrase(pair[i], elapsed))
-        part(2, lambda i: self.sources_.covisit._reason(user[i], item[i], elapsed))
+        part(2, lambda i: covisit_model._reason(user[i], item[i], elapsed))
+        part(3, constant("often engaged with alongside your items"))
+        part(4, constant("shoppers with similar taste like this"))
         cname = lambda i: cat_name.take(pa.array(cat[i]))  # noqa: E731
-        part(3, lambda i: join_text("new in ", cname(i), ", a category you shop"))
+        part(5, lambda i: join_text("new in ", cname(i), ", a category you shop"))
         part(
-            4,
+            6,
             lambda i: join_text(
                 "you viewed ", pa.array(week[i].astype(np.int64)).cast(pa.string()), " items in ", cname(i), " this week"
             ),
         )
-        part(5, lambda i: join_text("trending in ", cname(i)))
-        part(6, lambda i: pa.repeat(pa.scalar("popular now", pa.string()), i.size))
+        part(7, lambda i: join_text("trending in ", cname(i)))
+        part(8, constant("popular now"))
         if not texts:
             return pa.array([], pa.string())
         idx = np.concatenate([t[0] for t in texts])
@@ -531,4 +445,3 @@ class DecayRanker(BaseRecommender):
         where = np.empty(n, dtype=np.int64)
         where[idx] = np.arange(n)
         return arr.take(pa.array(where))
-
