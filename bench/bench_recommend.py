@@ -1,32 +1,30 @@
-"""Recommendation benchmark: every model on every dataset, leak-free time splits, tuned peers.
+"""Recommendation benchmark: decayrec at its defaults against tuned peers, on every real log and every simulator preset.
 
-    python bench/bench_recommend.py --out bench/results/recommend.json          # full (make bench-recommend)
-    python bench/bench_recommend.py --quick --datasets taobao-fav --out /tmp/r.json
+    python bench/bench_recommend.py --out bench/results/recommend.json             # everything (make bench-recommend)
+    python bench/bench_recommend.py --datasets amazon-beauty,sim:grocery --skip-scale --out /tmp/r.json
 
-Protocols (PROTOCOLS below; written into the results with each dataset):
+The protocol is that of ``../shared/bench`` (its README), so the two benches can be read
+side by side: one global cutoff leaving the last 10% of the events after it, the test
+window running to the last event; evaluated users have history before the cutoff and an
+event in the window; their truth is the set of items they touched there (any event
+type), split into repeat (touched in training) and new halves. Peers are tuned on a
+validation split made the same way inside the training events and refitted at the cutoff;
+their grids are at least as wide as ``../shared/bench``'s, with its event weights. When
+(almost) no (user, item) pair repeats in training, the peers' lists leave out each user's
+own items; decayrec is not told.
 
-- ``global``: one cutoff at ``last event - horizon``; models are fitted on the events at or
-  before it and asked at it; evaluated users have history before the cutoff and a relevant
-  event in ``(cutoff, cutoff + horizon]``; their truth is the set of items of those events.
-- ``rolling`` (session logs, where a user id is a session): many cutoffs a step apart, one
-  fresh fit per cutoff on the events at or before it; evaluated units are the sessions
-  that span a cutoff (events on both sides); metrics pool the ``(cutoff, session)`` units.
-
-Tuning: every model has at most four settings (its grid below, the same budget for all,
-decayrec included); each is scored on validation splits made the same way *inside the
-training period* (cutoffs shifted back by the horizon, or the rolling cutoffs just before
-the first test cutoff, reading only events up to it), the best by NDCG@k is refitted at
-the test cutoff(s). The test window is never used to choose anything.
-
-Also: recommend time for 10,000 users after fit and fit times (decayrec next to ALS) on a
-simulated shop, and for decayrec on each dataset the candidate recall (share of the test
-truth that its candidate generation proposes: the ceiling of any re-ranking).
+decayrec runs exactly as ``decayrec recommend`` does with its defaults: no setting from
+here, the same model for every dataset; it chooses its own on validation windows inside
+the training period and writes a model card, summarised in the results. Its own single
+sources, with the settings it found for them, are scored on the test window too: the
+floor it promises is checked there, with a paired bootstrap interval.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import timedelta
@@ -34,362 +32,304 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from decayrec.errors import InputError
-from decayrec.evaluate import evaluate, evaluate_splits, time_split, validation_split
+from decayrec.evaluate import bootstrap_ci, evaluate, quantile_split
 from decayrec.evaluate.runner import json_safe
 from decayrec.events import open_events
+from decayrec.recommend.common import rank_in_group
 from decayrec.recommend.registry import make_model
+from decayrec.simulate import PRESETS, simulate_preset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-HOUR = 1.0 / 24.0
-MINUTES_10 = HOUR / 6
-
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    # Reviews 2000..2014 at day resolution: a half-year test window; nobody re-reviews an item.
-    "amazon-beauty": {"kind": "global", "horizon_days": 180.0},
-    "amazon-grocery": {"kind": "global", "horizon_days": 180.0},
-    # Nine days of favourites, to the second: the last day is the test window.
-    "taobao-fav": {"kind": "global", "horizon_days": 1.0},
-    # Sessions (a user id is a session; none returns): hourly cutoffs over the last three
-    # days, each scoring the sessions active across it on their next hour of clicks.
-    "yoochoose-clicks-100k": {"kind": "rolling", "horizon_days": HOUR, "splits": 72, "step_days": HOUR, "validation_splits": 12},
-    # The simulated shop of decayrec.simulate (5,000 users, 180 days): the last week.
-    "simulated": {"kind": "global", "horizon_days": 7.0},
+REAL = ("amazon-beauty", "amazon-grocery", "taobao-fav", "yoochoose-clicks-100k")
+SIMULATED = tuple(f"sim:{name}" for name in PRESETS)
+K = 20
+# ../shared/bench's fixed event weights for every peer.
+PEER_WEIGHTS = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "purchase": 4.0}
+FOREVER = 1e6  # days: a half-life or window that never cuts
+# Peers and their grids: each at least as wide as ../shared/bench's for the same method.
+PEERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "pop-window": ("popularity", [{"window_days": d} for d in (1.0, 7.0, 30.0, 90.0, 365.0, None)]),
+    "pop-decay": ("decayed_popularity", [{"half_life_days": h} for h in (1.0, 3.0, 7.0, 30.0, 90.0, 365.0)]),
+    "repeat": ("repeat", [{"half_life_days": h} for h in (3.0, 14.0, 60.0, 180.0, 720.0, FOREVER)]),
+    # In place of ../shared/bench's SAR (the recommenders library is not a dependency here).
+    "covisit": ("covisit", [{"window_hours": w} for w in (1.0, 24.0, 720.0, 24.0 * FOREVER)]),
+    "implicit-als": (
+        "als",
+        [{"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15} for f in (32, 128, 256) for a in (0.5, 1.0, 4.0, 16.0)],
+    ),
+    "implicit-bpr": (
+        "bpr",
+        [{"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100} for f in (64, 256) for lr in (0.01, 0.03, 0.1)],
+    ),
+    "implicit-itemknn": (
+        "itemknn",
+        [{"kind": "cosine", "K": k} for k in (20, 200)] + [{"kind": "bm25", "K": k} for k in (10, 50, 200, 1000)],
+    ),
 }
-MODELS = ("decayrec", "repeat", "covisit", "decayed_popularity", "popularity", "als", "bpr")
-PROTOCOL_TEXT = (
-    "Every model is fitted on the events at or before a cutoff and asked at that cutoff for the evaluated users; "
-    "nothing after the cutoff reaches the fit or a user's history (decayrec's own label windows lie inside the "
-    "training period too). **Global** (Amazon, Taobao, simulated): one cutoff at last event minus the test window; "
-    "users with history and a relevant event in the window are scored on the set of items of those events. "
-    "**Rolling** (YOOCHOOSE, where a user id is a session and no session returns, so one cutoff leaves about one "
-    "session to score): 72 cutoffs an hour apart over the last three days (those no session spans are skipped), one fresh fit per cutoff on the events "
-    "before it; the sessions active across a cutoff (clicks on both sides) are scored on their next hour of clicks, "
-    "their own clicks before the cutoff being their history; units are (cutoff, session) pairs, pooled for the means "
-    "and the bootstrap. **Tuning**: at most four settings per model (decayrec included), each scored on validation "
-    "splits made the same way inside the training period (the cutoff moved back by the test window, or the 12 "
-    "hourly cutoffs before the first test cutoff, reading only events up to it); the best by NDCG@20 is refitted "
-    "for the test. The test windows choose nothing. Candidate recall: the share of test truth pairs that "
-    "decayrec's candidate generation proposes at all, the ceiling of its re-ranking."
-)
-PEERS_NOTE = "peers: implicit ALS/BPR and the baselines (every model but decayrec)"
-
-
-def grids(protocol: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """At most four settings per model, scaled to the dataset's horizon where time matters."""
-    h = protocol["horizon_days"]
-    session = protocol["kind"] == "rolling"
-    scales = (h / 4, h, 4 * h, 16 * h) if not session else (HOUR, 1.0, 7.0, 30.0)
-    return {
-        "popularity": [{}],
-        "decayed_popularity": [{"half_life_days": x} for x in scales],
-        "repeat": [{"half_life_days": x} for x in scales],
-        "covisit": (
-            [{"window_hours": w, "recency_half_life_days": r} for w in (1, 24) for r in (7.0, MINUTES_10)]
-            if session
-            else [{"window_hours": w, "exclude_seen": e} for w in (24, 24 * max(30, h)) for e in (False, True)]
-        ),
-        "als": [{"factors": f, "alpha": a} for f in (32, 128) for a in (5.0, 40.0)],
-        "bpr": [{"factors": f, "learning_rate": lr} for f in (32, 128) for lr in (0.01, 0.05)],
-        "decayrec": _ranker_grid(protocol),
-    }
-
-
-def _ranker_grid(protocol: dict[str, Any]) -> list[dict[str, Any]]:
-    h = protocol["horizon_days"]
-    if protocol["kind"] == "rolling":
-        # One-hour label windows, twelve of them stacked: one window holds a dozen sessions.
-        # A dozen sessions span one cutoff, so each fit learns from ~120 groups: the grid
-        # asks whether small trees (7 leaves, 100 rounds) rank them better than the default.
-        base = {"horizon_days": HOUR, "train_windows": 12, "repeat_half_life_days": HOUR, "new_item_days": 1.0}
-        small = {"num_leaves": 7, "n_estimators": 100}
-        return [
-            base | {"covisit_window_hours": 1.0},
-            base | small | {"covisit_window_hours": 1.0},
-            base | small | {"covisit_window_hours": 24.0},
-            base | small | {"covisit_window_hours": 1.0, "n_per_source": 60},
-        ]
-    # The label window is the test horizon; the grid asks whether the ALS source, wider
-    # candidate lists with more stacked label windows, or both pay on this shop.
-    base = {"horizon_days": h}
-    wide = {"n_per_source": 60, "train_windows": 3}
-    return [base, base | {"use_als": True}, base | wide, base | wide | {"use_als": True}]
-
-
-def load(name: str):
-    if name == "simulated":
-        from decayrec.simulate import SimConfig, simulate
-
-        return simulate(SimConfig(n_users=5000, seed=7)).events
-    store, _ = open_events(DATA / name / "events.csv.gz")
-    return store.scan()
+EXCLUDABLE = ("covisit", "als", "bpr", "itemknn")
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# -- splits -------------------------------------------------------------------------------
-def rolling(events, protocol: dict[str, Any], n: int, end=None) -> list:
-    """Up to ``n`` hourly-style cutoffs stepping back from ``end`` (default: the last event);
-    cutoffs where no session spans the cutoff are skipped (and counted)."""
-    h, step = protocol["horizon_days"], protocol["step_days"]
-    last = pc.max(events["timestamp"]).as_py().replace(tzinfo=None) if end is None else end
-    first = last - timedelta(days=h)
-    out = []
-    for i in reversed(range(n)):
-        try:
-            out.append(time_split(events, first - timedelta(days=i * step), h))
-        except InputError:
-            continue
+def load(name: str) -> tuple[pa.Table, dict[str, Any]]:
+    if name.startswith("sim:"):
+        sim = simulate_preset(name[4:])
+        return sim.events, {"preset": name[4:], "config": sim.config.model_dump(mode="json")}
+    store, _ = open_events(DATA / name / "events.csv.gz")
+    return store.scan(), {"file": str(DATA / name / "events.csv.gz")}
+
+
+class WithoutSeen:
+    """A peer whose lists leave out the user's training items (../shared/bench's rule for logs without repeats)."""
+
+    def __init__(self, model):
+        self.model, self.name = model, model.name
+
+    def fit(self, events, now):
+        self.model.fit(events, now)
+        pairs = events.select(["user_id", "item_id"]).group_by(["user_id", "item_id"]).aggregate([])
+        self.seen = pairs
+        self.most = int(pc.max(pairs.group_by("user_id").aggregate([("item_id", "count")])["item_id_count"]).as_py() or 0)
+        return self
+
+    def recommend(self, users, k, now):
+        recs = self.model.recommend(users, k + self.most, now)
+        flag = self.seen.append_column("seen", pa.array(np.ones(self.seen.num_rows, bool)))
+        marked = recs.join(flag, ["user_id", "item_id"], join_type="left outer")
+        recs = marked.filter(pc.invert(pc.fill_null(marked["seen"], False))).drop_columns(["seen"])
+        recs = recs.sort_by([("user_id", "ascending"), ("rank", "ascending")])
+        rank = rank_in_group(recs["user_id"].to_numpy(zero_copy_only=False)) + 1
+        recs = recs.set_column(recs.schema.get_field_index("rank"), "rank", pa.array(rank, pa.int32()))
+        return recs.filter(pa.array(rank <= k))
+
+
+def no_repeats(train: pa.Table) -> bool:
+    pairs = train.select(["user_id", "item_id"]).group_by(["user_id", "item_id"]).aggregate([("user_id", "count")])
+    counts = pairs["user_id_count"].to_numpy()
+    return bool(np.mean(counts > 1) < 0.001)
+
+
+def peer(base: str, params: dict[str, Any], exclude: bool):
+    params = dict(params) | {"event_weights": PEER_WEIGHTS}
+    if exclude and base in EXCLUDABLE:
+        return make_model(base, **params, exclude_seen=True)
+    model = make_model(base, **params)
+    return WithoutSeen(model) if exclude else model
+
+
+def ndcg(model, split) -> float:
+    res = evaluate({"m": model}, split=split, k=K, bootstrap=0)
+    return res.models[0].scores.summary["all"].mean["ndcg"]
+
+
+def tune_peers(val, test, exclude: bool) -> dict[str, dict[str, Any]]:
+    out = {}
+    pop_h = None
+    for name, (base, grid) in PEERS.items():
+        started = time.perf_counter()
+        scores = []
+        for params in grid:
+            if name == "repeat":
+                params = params | {"fill_half_life_days": pop_h}
+            try:
+                scores.append(ndcg(peer(base, params, exclude), val))
+            except Exception as exc:  # a peer that cannot run is reported, not hidden
+                log(f"  {name} {params}: {type(exc).__name__}: {exc}")
+                scores.append(float("nan"))
+        best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
+        params = grid[best] | ({"fill_half_life_days": pop_h} if name == "repeat" else {})
+        if name == "pop-decay":
+            pop_h = params["half_life_days"]
+        out[name] = {"base": base, "params": params, "validation_ndcg": scores[best], "grid": grid, "grid_ndcg": scores,
+                     "tune_seconds": round(time.perf_counter() - started, 1)}
+        log(f"  tuned {name}: {params} (validation NDCG {scores[best]:.4f}) in {out[name]['tune_seconds']:.0f}s")
     return out
 
 
-def test_and_validation(events, protocol: dict[str, Any], quick: bool):
-    if protocol["kind"] == "global":
-        split = time_split(events, None, protocol["horizon_days"])
-        return [split], [validation_split(split)]
-    n = protocol["splits"] // (3 if quick else 1)
-    tests = rolling(events, protocol, n)
-    first = tests[0].cutoff.replace(tzinfo=None)
-    before = tests[0].train  # events at or before the first test cutoff: all tuning may read
-    vals = rolling(before, protocol, protocol["validation_splits"] // (3 if quick else 1), end=first)
-    return tests, vals
+def paired(a, b, n_boot: int = 1000) -> dict[str, float]:
+    """Mean of a - b per user with a 95% bootstrap interval (the same users, resampled together)."""
+    diff = a - b
+    lo, hi = bootstrap_ci(diff, n_boot, seed=0)
+    return {"mean": float(diff.mean()), "low": float(lo), "high": float(hi)}
 
 
-# -- tuning and scoring --------------------------------------------------------------------
-def ndcg_of(models: dict[str, Any], splits: list, k: int, bootstrap: int, inspect=None) -> dict[str, Any]:
-    """Results of factories ``models`` on ``splits`` (RESULTS.json's shape)."""
-    if len(splits) == 1:
-        built = {n: f() for n, f in models.items()}
-        res = json_safe(evaluate(built, split=splits[0], k=k, bootstrap=bootstrap).to_dict())
-        if inspect is not None:
-            for name, model in built.items():
-                inspect(name, model, splits[0])
-        return res
-    return evaluate_splits(models, splits, k=k, bootstrap=bootstrap, inspect=inspect)
+def per_user(result, name: str) -> np.ndarray:
+    model = next(m for m in result.models if m.name == name)
+    return model.scores.per_user["all"]["ndcg"].to_numpy()
 
 
-def tune(name: str, grid: list[dict], vals: list, k: int) -> tuple[dict, float | None, list]:
-    if len(grid) == 1:
-        return grid[0], None, []
-    factories = {f"{name}#{i}": (lambda p=p: make_model(name, **p)) for i, p in enumerate(grid)}
-    res = ndcg_of(factories, vals, k, 0)
-    scores = [m["ndcg"] for m in res["models"]]
-    best = max(range(len(grid)), key=lambda i: scores[i])
-    return grid[best], scores[best], scores
-
-
-class CandidateRecall:
-    """Pooled over splits: how much of the test truth decayrec's candidate generation proposes, by source."""
-
-    def __init__(self):
-        self.truth = self.known = self.found = self.candidates = self.users = self.groups = 0
-        self.by_source: dict[str, int] = {}
-        self.trees: list[int] = []
-
-    def __call__(self, name: str, model, split) -> None:
-        if name != "decayrec":
-            return
-        from decayrec.recommend.ranker import SOURCES
-
-        users = model.users_.encode(split.users).astype(np.int64)
-        cand = model.sources_.generate(users, 0.0, max(model.n_popular, 20))
-        n = max(len(model.items_), 1)
-        key = users[cand.row] * n + cand.item
-        tu = model.users_.encode(split.truth["user_id"]).astype(np.int64)
-        ti = model.items_.encode(split.truth["item_id"]).astype(np.int64)
-        known = (ti >= 0) & (tu >= 0)
-        tkey = np.where(known, tu * n + ti, -1)
-        self.truth += tkey.size
-        self.known += int(known.sum())
-        self.found += int((known & np.isin(tkey, key)).sum())
-        for s, src in enumerate(SOURCES):
-            mine = cand.score[:, s] > 0
-            self.by_source[src] = self.by_source.get(src, 0) + int((known & np.isin(tkey, key[mine])).sum())
-        self.candidates += cand.row.size
-        self.users += users.size
-        self.groups += model.train_groups_
-        self.trees.append(model.trees_)
-
-    def summary(self, splits: int) -> dict[str, Any]:
-        t = max(self.truth, 1)
-        return {
-            "truth_pairs": self.truth,
-            "truth_items_in_catalogue": self.known / t,
-            "candidate_recall": self.found / t,
-            "candidate_recall_by_source": {s: v / t for s, v in self.by_source.items() if v},
-            "candidates_per_user": self.candidates / max(self.users, 1),
-            "train_groups_per_fit": self.groups / max(splits, 1),
-            "trees": self.trees[0] if len(set(self.trees)) == 1 else f"{min(self.trees)}..{max(self.trees)}",
-            "split": "pooled over the test splits" if splits > 1 else "the test split",
-        }
-
-
-def run_dataset(name: str, models: list[str], k: int, quick: bool, bootstrap: int) -> dict:
-    protocol = PROTOCOLS[name]
+def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
     started = time.perf_counter()
-    events = load(name)
-    tests, vals = test_and_validation(events, protocol, quick)
-    log(f"{name}: {len(tests)} test split(s), {len(vals)} validation split(s), {sum(s.n_users for s in tests)} units")
-    all_grids = grids(protocol)
-    tuned = {}
-    for model in models:
-        grid = all_grids[model][: 2 if quick else 4]
-        t0 = time.perf_counter()
-        params, val_ndcg, scores = tune(model, grid, vals, k)
-        tuned[model] = {"params": params, "validation_ndcg": val_ndcg, "grid": grid, "grid_validation_ndcg": scores}
-        log(f"  tuned {model}: {params} (validation NDCG {val_ndcg}) in {time.perf_counter() - t0:.0f}s")
-    built = {m: (lambda m=m: make_model(m, **tuned[m]["params"])) for m in models}
-    recall = CandidateRecall()
-    results = ndcg_of(built, tests, k, bootstrap, inspect=recall)
-    for entry in results["models"]:
-        entry["tuned"] = tuned[entry["name"]]
-    if "decayrec" in models:
-        results["decayrec_diagnostics"] = recall.summary(len(tests))
-    results["dataset"] = name
-    results["protocol"] |= {"kind": protocol["kind"], "settings": protocol, "validation_splits": len(vals)}
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    log(f"{name}: done in {results['seconds']:.0f}s")
-    return results
+    events, source = load(name)
+    test = quantile_split(events)
+    val = quantile_split(test.train)
+    exclude = no_repeats(test.train)
+    log(f"{name}: {events.num_rows:,} events; test cutoff {test.cutoff:%Y-%m-%d %H:%M}, {test.horizon_days:g} days, "
+        f"{test.n_users:,} users; validation {val.n_users:,} users; peers exclude seen items: {exclude}")
+    tuned = tune_peers(val, test, exclude)
+    models: dict[str, Any] = {n: peer(t["base"], t["params"], exclude) for n, t in tuned.items()}
+    decayrec = make_model("decayrec", log=lambda line: log("  " + line))
+    models = {"decayrec": decayrec} | models
+    result = evaluate(models, split=test, k=K, bootstrap=bootstrap)
+    card = decayrec.card()
+    # decayrec's own single sources, with the settings its search found for them, on the test window.
+    own = {}
+    for src, entry in (card.get("floor") or {}).get("singles", {}).items():
+        own[f"own:{src}"] = make_model(src, **entry["settings"])
+    own_result = evaluate(own, split=test, k=K, bootstrap=bootstrap) if own else None
+    rows = [m.to_dict() for m in result.models]
+    for row in rows:
+        if row["name"] in tuned:
+            row["tuned"] = {k: v for k, v in tuned[row["name"]].items() if k != "grid"}
+    main = per_user(result, "decayrec")
+    peers = [r for r in rows if r["name"] != "decayrec"]
+    best_peer = max(peers, key=lambda r: r["ndcg"] or 0.0)
+    doc: dict[str, Any] = {
+        "dataset": name,
+        "source": source,
+        "protocol": result.protocol() | {"validation_cutoff": val.cutoff.isoformat(), "validation_users": val.n_users,
+                                         "peers_exclude_seen": exclude},
+        "models": rows,
+        "card": card,
+        "best_peer": best_peer["name"],
+        "ratio_to_best_peer": (rows[0]["ndcg"] / best_peer["ndcg"]) if best_peer["ndcg"] else None,
+        "vs_best_peer": paired(main, per_user(result, best_peer["name"])),
+    }
+    if own_result is not None:
+        own_rows = [m.to_dict() for m in own_result.models]
+        best_own = max(own_rows, key=lambda r: r["ndcg"] or 0.0)
+        doc["own_sources"] = own_rows
+        doc["best_own_source"] = best_own["name"]
+        doc["vs_best_own_source"] = paired(main, per_user(own_result, best_own["name"]))
+    doc["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"{name}: decayrec {rows[0]['ndcg']:.4f} vs {best_peer['name']} {best_peer['ndcg']:.4f} "
+        f"(x{doc['ratio_to_best_peer'] or float('nan'):.3f}); served {card['served']}; {doc['seconds']:.0f}s")
+    return doc
 
 
-def timing(models: list[str], users: int = 10_000) -> dict:
+def scale(users: int) -> dict[str, Any]:
+    """decayrec's fit at its defaults (search included) and ALS's on a simulated shop of ``users`` users."""
     from decayrec.simulate import SimConfig, simulate
 
-    events = simulate(SimConfig(n_users=users, seed=11)).events
+    events = simulate(SimConfig(n_users=users, n_items=5000, n_categories=50, days=60.0, seed=5)).events
     now = events["timestamp"][-1].as_py() + timedelta(seconds=1)
-    ids = [f"u{i:05d}" for i in range(users)]
-    out = {}
-    for name in models:
-        model = make_model(name)
+    ids = pc.unique(events["user_id"]).to_pylist()[:10_000]
+    out: dict[str, Any] = {"users": users, "events": events.num_rows}
+    for name, model in (("decayrec", make_model("decayrec", log=lambda line: log("  " + line))),
+                        ("implicit-als", make_model("als", factors=128, alpha=4.0, regularization=0.05))):
         started = time.perf_counter()
         model.fit(events, now)
         fit = time.perf_counter() - started
         started = time.perf_counter()
-        model.recommend(ids, 20, now)
-        out[name] = {"fit_seconds": round(fit, 2), "recommend_10k_seconds": round(time.perf_counter() - started, 2)}
-        log(f"timing {name}: {out[name]}")
-    return {"events": events.num_rows, "users": users, "k": 20, "models": out}
+        model.recommend(ids, K, now)
+        out[name] = {"fit_seconds": round(fit, 1), "recommend_10k_seconds": round(time.perf_counter() - started, 1)}
+        if name == "decayrec":
+            out[name]["served"] = model.served_
+        log(f"scale {name}: {out[name]}")
+    return out
 
 
-# -- reporting -----------------------------------------------------------------------------
+# -- report -------------------------------------------------------------------------------------
 def _f(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
 
-def comparison(result: dict) -> dict[str, Any] | None:
-    cells = {m["name"]: m for m in result["models"]}
-    main = cells.get("decayrec")
-    peers = [m for n, m in cells.items() if n != "decayrec"]
-    if main is None or not peers:
-        return None
-    best = max(peers, key=lambda m: m["ndcg"] or 0.0)
-    rel = (main["ndcg"] / best["ndcg"] - 1) if best["ndcg"] else None
-    lo, hi = main["ci"].get("ndcg", [None, None])
-    blo, bhi = best["ci"].get("ndcg", [None, None])
-    return {
-        "best_peer": best["name"],
-        "best_peer_ndcg": best["ndcg"],
-        "decayrec_ndcg": main["ndcg"],
-        "relative": rel,
-        "target_met": rel is not None and rel >= 0.10,
-        "intervals_overlap": None if lo is None or blo is None else not (lo > bhi or hi < blo),
-    }
+def _ci(d: dict[str, float]) -> str:
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
 
 
-def markdown(doc: dict) -> str:
-    k = doc["k"]
-    out = [f"# Recommendation benchmark (k = {k})", "", f"Command: `{doc['command']}`  ", f"Total {doc['seconds']:.0f} s on {doc['machine']}.", ""]
-    out += ["## Protocol", "", PROTOCOL_TEXT, ""]
-    out += ["## decayrec against the best tuned peer", "", PEERS_NOTE + "; NDCG@20 on the test window(s), 95% bootstrap intervals in the per-dataset tables.", ""]
-    out += ["| dataset | units evaluated | decayrec NDCG | best peer | peer NDCG | decayrec vs best | target (+10%) | candidate recall |", "|---|---|---|---|---|---|---|---|"]
+def chose(card: dict[str, Any]) -> str:
+    s = card["ranker_settings"]
+    if card["served"] != "ranker":
+        return f"serves {card['served']} (floor; horizon {card['horizon_days']:.3g} d)"
+    return (f"ranker: horizon {card['horizon_days']:.3g} d, {s['train_windows']} x {s['label_days']:.3g} d windows, "
+            f"{'+'.join(x for x in s['sources'] if x != 'popular')}, budget {s['budget']}, {s['num_leaves']} leaves"
+            + (", own items left out" if s["exclude_seen"] else ""))
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    out = [f"# Recommendation benchmark (k = {K})", "", f"Command: `{doc['command']}`  ",
+           f"Total {doc['seconds']:.0f} s on {doc['machine']}.", "", __doc__.split("\n\n", 2)[2].strip(), ""]
+    out += ["## decayrec at its defaults against the best tuned peer", "",
+            "NDCG@20 on the test window; differences are paired over users with 95% bootstrap intervals.", "",
+            "| dataset | users | decayrec | best tuned peer | ratio | decayrec - best peer | best own source (test) | decayrec - own source | what decayrec chose | decayrec fit s | ALS fit s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["datasets"]:
-        c = r["comparison"]
-        diag = r.get("decayrec_diagnostics", {})
-        if c is None:
-            continue
-        rel = "n/a" if c["relative"] is None else f"{c['relative']:+.1%}"
+        rows = {m["name"]: m for m in r["models"]}
+        main, best = rows["decayrec"], rows[r["best_peer"]]
+        own = next((m for m in r.get("own_sources", []) if m["name"] == r.get("best_own_source")), None)
         out.append(
-            f"| {r['dataset']} | {r['protocol']['users_evaluated']:,} | {_f(c['decayrec_ndcg'])} | {c['best_peer']} | {_f(c['best_peer_ndcg'])} "
-            f"| {rel} | {'met' if c['target_met'] else 'missed'} | {_f(diag.get('candidate_recall'), 3)} |"
+            f"| {r['dataset']} | {r['protocol']['users_evaluated']:,} | {_f(main['ndcg'])} | {r['best_peer']} {_f(best['ndcg'])} "
+            f"| {_f(r['ratio_to_best_peer'], 3)} | {_ci(r['vs_best_peer'])} "
+            f"| {(own['name'][4:] + ' ' + _f(own['ndcg'])) if own else '-'} | {_ci(r['vs_best_own_source']) if own else '-'} "
+            f"| {chose(r['card'])} | {main['fit_seconds']:.0f} | {rows['implicit-als']['fit_seconds']:.1f} |"
         )
     for r in doc["datasets"]:
         p = r["protocol"]
-        out += ["", f"## {r['dataset']}", ""]
-        if p["kind"] == "global":
-            out.append(
-                f"Global split: cutoff {p['cutoff']}, test window {p['horizon_days']:g} days; {p['users_evaluated']:,} users evaluated "
-                f"({p.get('train_events', 0):,} training events); repeat share of truth {p.get('repeat_share', float('nan')):.1%}."
-            )
-        else:
-            out.append(
-                f"Rolling: {p['splits']} cutoffs {p['settings']['step_days'] * 24:g} h apart ({p['cutoff'][0]} .. {p['cutoff'][-1]}), "
-                f"test window {p['horizon_days'] * 24:g} h after each, one fit per cutoff; {p['users_evaluated']:,} (cutoff, session) units; "
-                f"repeat share of truth {p['repeat_share']:.1%}; {p['validation_splits']} earlier cutoffs for tuning."
-            )
-        out += ["", f"| model | NDCG@{k} [95% CI] | Recall@{k} | HitRate@{k} | MRR@{k} | coverage | repeat NDCG (users) | new NDCG (users) | fit s | rec s | tuned |",
+        out += ["", f"## {r['dataset']}", "",
+                f"Cutoff {p['cutoff']}, test window {p['horizon_days']:g} days, {p['users_evaluated']:,} users evaluated "
+                f"({p['users_repeat']:,} with repeat items, {p['users_new']:,} with new ones; repeat share of truth "
+                f"{p['repeat_share']:.1%}); validation cutoff {p['validation_cutoff'][:19]} ({p['validation_users']:,} users); "
+                f"peers leave out seen items: {p['peers_exclude_seen']}.", "",
+                f"| model | NDCG@{K} [95% CI] | Recall@{K} | HitRate@{K} | MRR@{K} | coverage | repeat NDCG (users) | new NDCG (users) | fit s | rec s | tuned |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for m in sorted(r["models"], key=lambda m: -(m["ndcg"] or 0)):
+        for m in sorted(r["models"] + r.get("own_sources", []), key=lambda m: -(m["ndcg"] or 0)):
             lo, hi = m["ci"].get("ndcg", [None, None])
-            parts = []
-            for v in ("repeat", "new"):
-                part = m.get(v)
-                parts.append(f"{_f(part['ndcg'])} ({part['users']:,})" if part else "-")
-            params = ", ".join(f"{a}={b}" for a, b in m["tuned"]["params"].items()) or "defaults"
-            out.append(
-                f"| {m['name']} | {_f(m['ndcg'])} [{_f(lo)}, {_f(hi)}] | {_f(m['recall'])} | {_f(m['hit_rate'])} | {_f(m['mrr'])} "
-                f"| {_f(m['coverage'], 3)} | {parts[0]} | {parts[1]} | {m['fit_seconds']:.1f} | {m['recommend_seconds']:.1f} | {params} |"
-            )
-        diag = r.get("decayrec_diagnostics")
-        if diag:
-            src = ", ".join(f"{s} {v:.3f}" for s, v in diag["candidate_recall_by_source"].items())
-            out += ["", f"decayrec candidates ({diag['split']}): {diag['candidates_per_user']:.0f} per user; they hold "
-                    f"{diag['candidate_recall']:.1%} of the truth pairs (by source: {src}); "
-                    f"{diag['truth_items_in_catalogue']:.1%} of truth items were seen in training; "
-                    f"ranker trained on {diag['train_groups_per_fit']:,.0f} groups per fit, {diag['trees']} trees."]
-    if "timing" in doc:
-        t = doc["timing"]
-        out += ["", f"## Speed: {t['users']:,} users, k = {t['k']}, simulated shop of {t['events']:,} events", "",
-                "| model | fit s | recommend s (10k users) |", "|---|---|---|"]
-        for name, v in t["models"].items():
-            out.append(f"| {name} | {v['fit_seconds']:.1f} | {v['recommend_10k_seconds']:.1f} |")
+            halves = [f"{_f(m[v]['ndcg'])} ({m[v]['users']:,})" if m.get(v) and m[v]["users"] else "-" for v in ("repeat", "new")]
+            tuned = m.get("tuned", {}).get("params")
+            params = "defaults (self-configured)" if m["name"] == "decayrec" else (
+                ", ".join(f"{a}={b}" for a, b in tuned.items()) if tuned else "decayrec's settings")
+            out.append(f"| {m['name']} | {_f(m['ndcg'])} [{_f(lo)}, {_f(hi)}] | {_f(m['recall'])} | {_f(m['hit_rate'])} "
+                       f"| {_f(m['mrr'])} | {_f(m['coverage'], 3)} | {halves[0]} | {halves[1]} | {m['fit_seconds']:.1f} "
+                       f"| {m['recommend_seconds']:.1f} | {params} |")
+        card = r["card"]
+        floor = card.get("floor") or {}
+        out += ["", f"decayrec's card: use horizon {card['horizon_days']:.4g} days ({card['horizon_note']}); "
+                f"validation on {card['validation'].get('users', 0):,} users after {len(card['validation'].get('cutoffs', []))} "
+                f"cutoff(s); {len(card['tried'])} settings tried in {card['search_seconds']:.0f}s; ranker "
+                f"{floor.get('ranker_score')} vs best single source {floor.get('best_single')} {floor.get('single_score')} "
+                f"on validation; {chose(card)}."]
+    if "scale" in doc:
+        s = doc["scale"]
+        out += ["", f"## Scale: a simulated shop of {s['users']:,} users and {s['events']:,} events", "",
+                "| model | fit s (decayrec: search included) | recommend s for 10,000 users |", "|---|---|---|"]
+        for name in ("decayrec", "implicit-als"):
+            out.append(f"| {name} | {s[name]['fit_seconds']:.0f} | {s[name]['recommend_10k_seconds']:.1f} |")
     return "\n".join(out) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(PROTOCOLS), help=f"comma-separated, among {', '.join(PROTOCOLS)}")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--datasets", default=",".join(REAL + SIMULATED), help="comma-separated: real logs and sim:PRESET")
     parser.add_argument("--out", default="bench/results/recommend.json")
-    parser.add_argument("--quick", action="store_true", help="two settings per grid, a third of the rolling cutoffs, 50 bootstrap draws")
-    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--bootstrap", type=int, default=500)
+    parser.add_argument("--scale-users", type=int, default=100_000)
+    parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
-    models = args.models.split(",")
-    unknown = [d for d in args.datasets.split(",") if d not in PROTOCOLS]
+    names = [d for d in args.datasets.split(",") if d]
+    unknown = [d for d in names if d not in REAL + SIMULATED]
     if unknown:
-        parser.error(f"unknown datasets {unknown}; choose among {', '.join(PROTOCOLS)}")
+        parser.error(f"unknown datasets {unknown}; choose among {', '.join(REAL + SIMULATED)}")
     started = time.perf_counter()
-    doc: dict[str, Any] = {"k": args.k, "command": "python " + " ".join(sys.argv), "quick": args.quick}
-    doc["datasets"] = []
-    for name in args.datasets.split(","):
-        result = run_dataset(name, models, args.k, args.quick, 50 if args.quick else 200)
-        result["comparison"] = comparison(result)
-        doc["datasets"].append(result)
-    if not args.skip_timing:
-        doc["timing"] = timing(models)
+    doc: dict[str, Any] = {"k": K, "command": "python " + " ".join(sys.argv), "datasets": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        doc["datasets"].append(run_dataset(name, args.bootstrap))
+        out.write_text(json.dumps(json_safe(doc), indent=1, default=str) + "\n")  # partial results survive a crash
+    if not args.skip_scale:
+        doc["scale"] = scale(args.scale_users)
     doc["seconds"] = time.perf_counter() - started
-    import os
-
-    doc["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (other jobs share the machine)"
+    doc["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
     doc = json_safe(doc)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     text = markdown(doc)
-    Path(args.out).with_suffix(".md").write_text(text)
+    out.with_suffix(".md").write_text(text)
     print(text)
 
 

@@ -137,6 +137,30 @@ def test_recommend_contract(small_shop, tmp_path):
     assert run("recommend", "--events", str(small_shop), "--users", str(empty), "--out", str(recs)).returncode == 2
 
 
+def test_recommend_configures_itself_and_writes_its_card(small_shop, tmp_path):
+    import json
+
+    users = tmp_path / "users.txt"
+    known = [line.split(",")[0] for line in small_shop.read_text().splitlines()[1:30]]
+    users.write_text("\n".join([*dict.fromkeys(known), "never-seen-user"]) + "\n")
+    recs, card = tmp_path / "recs.csv", tmp_path / "out" / "CARD.json"
+    result = run("recommend", "--events", str(small_shop), "--users", str(users), "--horizon-days", "5", "--card", str(card), "--out", str(recs))
+    assert result.returncode == 0, result.stderr
+    assert "use horizon 5 days (given)" in result.stderr and "NDCG@20" in result.stderr  # the search, on stderr
+    doc = json.loads(card.read_text())
+    assert doc["horizon_days"] == 5.0 and doc["served"] in ("ranker", "repeat", "covisit", "itemknn", "als", "decayed_popularity")
+    assert doc["tried"] and all("settings" in t and "score" in t for t in doc["tried"])
+    assert {"chosen", "fitted_at"} <= set(doc)
+    with open(recs, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["user_id"] for r in rows} == set(known) | {"never-seen-user"}
+    inferred = run("recommend", "--events", str(small_shop), "--users", str(users), "--k", "3", "--out", str(recs))
+    assert inferred.returncode == 0 and "median gap between a user's active days" in inferred.stderr
+    # Options of the self-configuration belong to the default model only.
+    bad = run("recommend", "--events", str(small_shop), "--users", str(users), "--model", "repeat", "--card", str(card), "--out", str(recs))
+    assert bad.returncode == 2 and "--model decayrec" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_evaluate_writes_results_json(small_shop, tmp_path):
     import json
 

@@ -11,7 +11,7 @@ from decayrec.evaluate.metrics import (
     score,
 )
 from decayrec.evaluate.runner import ModelResult, Results, evaluate, evaluate_splits
-from decayrec.evaluate.splits import TRUTH_SCHEMA, TimeSplit, rolling_splits, time_split, validation_split
+from decayrec.evaluate.splits import TRUTH_SCHEMA, TimeSplit, quantile_split, rolling_splits, time_split, validation_split
 
 __all__ = [
     "METRICS",
@@ -27,6 +27,7 @@ __all__ = [
     "evaluate",
     "evaluate_splits",
     "per_user_metrics",
+    "quantile_split",
     "rolling_splits",
     "score",
     "time_split",

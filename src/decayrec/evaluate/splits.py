@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from decayrec import schema
 from decayrec.errors import InputError
 
-__all__ = ["TRUTH_SCHEMA", "TimeSplit", "rolling_splits", "time_split", "validation_split"]
+__all__ = ["TRUTH_SCHEMA", "TimeSplit", "quantile_split", "rolling_splits", "time_split", "validation_split"]
 
 TRUTH_SCHEMA = pa.schema([(schema.USER, pa.string()), (schema.ITEM, pa.string()), ("repeat", pa.bool_())])
 
@@ -162,6 +162,26 @@ def rolling_splits(
     newest = last - timedelta(days=horizon_days)
     cutoffs = [newest - i * step for i in reversed(range(n))]
     return [time_split(events, c, horizon_days, relevant=relevant, purchase_only=purchase_only) for c in cutoffs]
+
+
+def quantile_split(
+    events: pa.Table, share: float = 0.1, *, relevant: Sequence[str] | None = None
+) -> TimeSplit:
+    """The split of ``../shared/bench``: the cutoff leaves ``share`` of the events after it.
+
+    The cutoff is the time of the event at the ``1 - share`` quantile (ties stay in
+    training); the test window runs to the last event, rounded up to whole days. Applied
+    again to ``split.train`` it gives the validation split of the same protocol.
+    """
+    if events.num_rows == 0:
+        raise InputError("there are no events to split", "give an events file with at least a few days of history")
+    if not 0 < share < 1:
+        raise InputError(f"share must lie in (0, 1), got {share}")
+    ts = np.sort(_naive_us(events[schema.TIMESTAMP]).cast(pa.int64()).to_numpy())
+    cut = int(ts[int(np.ceil(ts.size * (1 - share))) - 1])
+    days = max(1, int(np.ceil((int(ts[-1]) - cut) / 86_400e6)))
+    cutoff = datetime(1970, 1, 1) + timedelta(microseconds=cut)
+    return time_split(events, cutoff, float(days), relevant=relevant)
 
 
 def validation_split(split: TimeSplit, horizon_days: float | None = None) -> TimeSplit:

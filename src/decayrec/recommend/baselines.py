@@ -58,22 +58,29 @@ class Popularity(BaseRecommender):
     event_weights
         Weight per event type (:data:`~decayrec.recommend.common.DEFAULT_EVENT_WEIGHTS`
         when None); types left out count 0.
+    window_days
+        Count only the events of the last ``window_days`` (None: all).
     """
 
     name = "popularity"
 
-    def __init__(self, event_weights: Weights = None):
+    def __init__(self, event_weights: Weights = None, window_days: float | None = None):
         self.event_weights = event_weights
+        self.window_days = window_days
 
     def _half_life(self) -> float | None:
         return None
 
+    def _window(self) -> float | None:
+        return self.window_days
+
     def fit(self, events: pa.Table, now: datetime) -> "Popularity":
-        half_life = self._half_life()
+        half_life, window = self._half_life(), self._window()
         check_positive("half_life_days", half_life, allow_none=True)
+        check_positive("window_days", window, allow_none=True)
         ix = interactions(events, now, self.event_weights)
         self._remember(ix)
-        self.popularity_ = popularity(ix, half_life)
+        self.popularity_ = popularity(ix, half_life, window)
         return self
 
     def recommend(self, users, k: int, now: datetime) -> pa.Table:
@@ -105,6 +112,9 @@ class DecayedPopularity(Popularity):
 
     def _half_life(self) -> float | None:
         return self.half_life_days
+
+    def _window(self) -> float | None:
+        return None
 
 
 _FILLS: Final = ("decayed_popularity", "popularity", "none")

@@ -311,23 +311,28 @@ class Fallback:
         return key
 
 
-def popularity(ix: Interactions, half_life_days: float | None = None) -> Fallback:
-    """Weighted event counts per item, decayed to the fit time when a half-life is given.
+def popularity(ix: Interactions, half_life_days: float | None = None, window_days: float | None = None) -> Fallback:
+    """Weighted event counts per item, decayed to the fit time when a half-life is given,
+    and only over the last ``window_days`` when a window is given.
 
     The ranking breaks ties by item id. Reasons count distinct shoppers: overall, or within
     the last half-life (``"popular lately (85 shoppers in the last 7 days)"``).
     """
     n = ix.n_items
-    score = np.bincount(ix.item, ix.decayed(half_life_days), minlength=n)
+    weight = ix.decayed(half_life_days)
+    if window_days is not None:
+        weight = np.where(ix.time >= -window_days, weight, 0.0)
+    score = np.bincount(ix.item, weight, minlength=n)
     order = np.lexsort((np.arange(n), -score))
     first = _distinct_pairs(ix, np.ones(ix.user.size, dtype=bool))
     shoppers = np.bincount(ix.item[first], minlength=n)
-    if half_life_days is None:
+    span_days = half_life_days if window_days is None else window_days
+    if span_days is None:
         reason = join_text("popular overall (", _shoppers(shoppers), ")")
     else:
-        recent = _distinct_pairs(ix, ix.time >= -half_life_days)
+        recent = _distinct_pairs(ix, ix.time >= -span_days)
         lately = np.bincount(ix.item[recent], minlength=n)
-        span = _span(half_life_days)
+        span = _span(span_days)
         live = join_text("popular lately (", _shoppers(lately), f" in the last {span})")
         faded = join_text("popular earlier (", _shoppers(shoppers), f", none in the last {span})")
         reason = pc.if_else(pa.array(lately > 0), live, faded)
