@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from decayrec.evaluate import bootstrap_ci, evaluate, quantile_split
-from decayrec.evaluate.runner import json_safe
+from decayrec.evaluate import bootstrap_ci, evaluate, quantile_split, time_split
+from decayrec.evaluate.metrics import summarise
+from decayrec.evaluate.runner import json_safe, result_entry
 from decayrec.events import open_events
 from decayrec.recommend.common import rank_in_group
 from decayrec.recommend.registry import make_model
@@ -49,6 +50,7 @@ K = 20
 # ../shared/bench's fixed event weights for every peer.
 PEER_WEIGHTS = {"view": 1.0, "click": 1.0, "fav": 2.0, "cart": 3.0, "purchase": 4.0}
 FOREVER = 1e6  # days: a half-life or window that never cuts
+ROLLING_CUTOFFS = 8
 # Peers and their grids: each at least as wide as ../shared/bench's for the same method.
 PEERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "pop-window": ("popularity", [{"window_days": d} for d in (1.0, 7.0, 30.0, 90.0, 365.0, None)]),
@@ -122,12 +124,78 @@ def peer(base: str, params: dict[str, Any], exclude: bool):
     return WithoutSeen(model) if exclude else model
 
 
-def ndcg(model, split) -> float:
-    res = evaluate({"m": model}, split=split, k=K, bootstrap=0)
-    return res.models[0].scores.summary["all"].mean["ndcg"]
+def session_log(events: pa.Table) -> bool:
+    """Whether (almost) nobody is active on two days: user ids are sessions."""
+    day = events["timestamp"].cast(pa.timestamp("us")).cast(pa.int64()).to_numpy() // 86_400_000_000
+    pairs = pa.table({"u": events["user_id"], "d": pa.array(day)}).group_by(["u", "d"]).aggregate([])
+    days = pairs.group_by("u").aggregate([("d", "count")])["d_count"].to_numpy()
+    return bool(np.mean(days > 1) < 0.05)
 
 
-def tune_peers(val, test, exclude: bool) -> dict[str, dict[str, Any]]:
+def rolling(events: pa.Table, n: int = ROLLING_CUTOFFS) -> list:
+    """``n`` cutoffs at the event-time quantiles 90%, 91%, ... with a one-day window each: for session logs,
+    where one cutoff leaves a handful of sessions spanning it."""
+    ts = np.sort(events["timestamp"].cast(pa.timestamp("us")).cast(pa.int64()).to_numpy())
+    out = []
+    for q in 0.90 + 0.01 * np.arange(n):
+        cut = datetime(1970, 1, 1) + timedelta(microseconds=int(ts[int(np.ceil(ts.size * q)) - 1]))
+        try:
+            out.append(time_split(events, cut, 1.0))
+        except Exception:  # no session spans this cutoff
+            continue
+    return out
+
+
+def splits_for(events: pa.Table) -> tuple[str, list, list]:
+    """The protocol's test splits and validation splits (the same rule applied inside the first test split's training)."""
+    if session_log(events):
+        tests = rolling(events)
+        return "rolling", tests, rolling(tests[0].train)
+    test = quantile_split(events)
+    return "global", [test], [quantile_split(test.train)]
+
+
+class Pooled:
+    """Scores of models over one or several test splits, pooled over (cutoff, user) units, kept per unit for pairing."""
+
+    def __init__(self, splits: list, bootstrap: int):
+        self.splits, self.bootstrap = splits, bootstrap
+        self.tables: dict[str, dict[str, list[pa.Table]]] = {}
+        self.extra: dict[str, dict[str, float]] = {}
+
+    def add(self, factories: dict[str, Any], keep=None) -> None:
+        """Fit and score ``factories`` (name -> ``make(split_index)``, a model or None to skip that split) on every split."""
+        for s, split in enumerate(self.splits):
+            built = {name: model for name, make in factories.items() if (model := make(s)) is not None}
+            if not built:
+                continue
+            res = evaluate(built, split=split, k=K, bootstrap=0)
+            for m in res.models:
+                for variant, table in m.scores.per_user.items():
+                    unit = pc.binary_join_element_wise(f"{s}|", table["user_id"].cast(pa.string()), "")
+                    self.tables.setdefault(m.name, {}).setdefault(variant, []).append(table.set_column(0, "user_id", unit))
+                e = self.extra.setdefault(m.name, {"coverage": 0.0, "items": 0, "fit": 0.0, "rec": 0.0, "with": 0})
+                e["coverage"] += m.scores.coverage / len(self.splits)
+                e["items"] = max(e["items"], m.scores.coverage_items)
+                e["fit"] += m.fit_seconds
+                e["rec"] += m.recommend_seconds
+                e["with"] += m.scores.users_with_recs
+            if keep is not None:
+                keep(built, split)
+
+    def row(self, name: str) -> dict[str, Any]:
+        summary = {v: summarise(pa.concat_tables(t), self.bootstrap) for v, t in self.tables[name].items()}
+        e = self.extra[name]
+        return result_entry(name, summary, e["coverage"], e["fit"], e["rec"], e["with"], e["items"])
+
+    def per_unit(self, name: str) -> np.ndarray:
+        return pa.concat_tables(self.tables[name]["all"])["ndcg"].to_numpy()
+
+    def ndcg(self, name: str) -> float:
+        return float(self.per_unit(name).mean())
+
+
+def tune_peers(vals: list, exclude: bool) -> dict[str, dict[str, Any]]:
     out = {}
     pop_h = None
     for name, (base, grid) in PEERS.items():
@@ -137,7 +205,9 @@ def tune_peers(val, test, exclude: bool) -> dict[str, dict[str, Any]]:
             if name == "repeat":
                 params = params | {"fill_half_life_days": pop_h}
             try:
-                scores.append(ndcg(peer(base, params, exclude), val))
+                pooled = Pooled(vals, 0)
+                pooled.add({name: lambda s, p=params: peer(base, p, exclude)})
+                scores.append(pooled.ndcg(name))
             except Exception as exc:  # a peer that cannot run is reported, not hidden
                 log(f"  {name} {params}: {type(exc).__name__}: {exc}")
                 scores.append(float("nan"))
@@ -151,64 +221,77 @@ def tune_peers(val, test, exclude: bool) -> dict[str, dict[str, Any]]:
     return out
 
 
-def paired(a, b, n_boot: int = 1000) -> dict[str, float]:
-    """Mean of a - b per user with a 95% bootstrap interval (the same users, resampled together)."""
+def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 1000) -> dict[str, float]:
+    """Mean of a - b per unit with a 95% bootstrap interval (the same units, resampled together)."""
     diff = a - b
     lo, hi = bootstrap_ci(diff, n_boot, seed=0)
     return {"mean": float(diff.mean()), "low": float(lo), "high": float(hi)}
 
 
-def per_user(result, name: str) -> np.ndarray:
-    model = next(m for m in result.models if m.name == name)
-    return model.scores.per_user["all"]["ndcg"].to_numpy()
-
-
 def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
     started = time.perf_counter()
     events, source = load(name)
-    test = quantile_split(events)
-    val = quantile_split(test.train)
-    exclude = no_repeats(test.train)
-    log(f"{name}: {events.num_rows:,} events; test cutoff {test.cutoff:%Y-%m-%d %H:%M}, {test.horizon_days:g} days, "
-        f"{test.n_users:,} users; validation {val.n_users:,} users; peers exclude seen items: {exclude}")
-    tuned = tune_peers(val, test, exclude)
-    models: dict[str, Any] = {n: peer(t["base"], t["params"], exclude) for n, t in tuned.items()}
-    decayrec = make_model("decayrec", log=lambda line: log("  " + line))
-    models = {"decayrec": decayrec} | models
-    result = evaluate(models, split=test, k=K, bootstrap=bootstrap)
-    card = decayrec.card()
-    # decayrec's own single sources, with the settings its search found for them, on the test window.
-    own = {}
-    for src, entry in (card.get("floor") or {}).get("singles", {}).items():
-        own[f"own:{src}"] = make_model(src, **entry["settings"])
-    own_result = evaluate(own, split=test, k=K, bootstrap=bootstrap) if own else None
-    rows = [m.to_dict() for m in result.models]
+    kind, tests, vals = splits_for(events)
+    exclude = no_repeats(tests[0].train)
+    log(f"{name}: {events.num_rows:,} events; {kind} protocol, {len(tests)} test cutoff(s) from {tests[0].cutoff:%Y-%m-%d %H:%M}, "
+        f"{tests[0].horizon_days:g}-day window, {sum(t.n_users for t in tests):,} units; validation "
+        f"{sum(v.n_users for v in vals):,} units; peers exclude seen items: {exclude}")
+    tuned = tune_peers(vals, exclude)
+    cards: list[dict[str, Any]] = []
+    pooled = Pooled(tests, bootstrap)
+    factories = {"decayrec": lambda s: make_model("decayrec", log=lambda line: log("  " + line))}
+    factories |= {n: (lambda s, t=t: peer(t["base"], t["params"], exclude)) for n, t in tuned.items()}
+    pooled.add(factories, keep=lambda built, split: cards.append(built["decayrec"].card()))
+    # decayrec's own single sources, with the settings its search found for them at each cutoff, on the same windows.
+    singles = [(c.get("floor") or {}).get("singles", {}) for c in cards]
+    own_names = sorted(set().union(*singles))
+
+    def own(src: str):
+        return lambda s: make_model(src, **singles[s][src]["settings"]) if src in singles[s] else None
+
+    pooled.add({f"own:{src}": own(src) for src in own_names})
+    rows = [pooled.row(n) for n in factories]
     for row in rows:
         if row["name"] in tuned:
             row["tuned"] = {k: v for k, v in tuned[row["name"]].items() if k != "grid"}
-    main = per_user(result, "decayrec")
+    own_rows = [pooled.row(f"own:{src}") for src in own_names if pooled.tables.get(f"own:{src}")]
     peers = [r for r in rows if r["name"] != "decayrec"]
     best_peer = max(peers, key=lambda r: r["ndcg"] or 0.0)
+    main = pooled.per_unit("decayrec")
+    truth = pa.concat_tables([t.truth for t in tests])
     doc: dict[str, Any] = {
         "dataset": name,
         "source": source,
-        "protocol": result.protocol() | {"validation_cutoff": val.cutoff.isoformat(), "validation_users": val.n_users,
-                                         "peers_exclude_seen": exclude},
+        "protocol": {
+            "kind": kind,
+            "cutoffs": [t.cutoff.isoformat() for t in tests],
+            "cutoff": tests[0].cutoff.isoformat(),
+            "horizon_days": tests[0].horizon_days,
+            "users_evaluated": int(main.size),
+            "users_repeat": sum(len(t) for t in pooled.tables["decayrec"].get("repeat", [])),
+            "users_new": sum(len(t) for t in pooled.tables["decayrec"].get("new", [])),
+            "repeat_share": float(pc.mean(truth["repeat"].cast(pa.float64())).as_py() or 0.0),
+            "validation_cutoff": vals[0].cutoff.isoformat(),
+            "validation_users": sum(v.n_users for v in vals),
+            "peers_exclude_seen": exclude,
+        },
         "models": rows,
-        "card": card,
+        "card": cards[-1],
+        "cards_served": [c["served"] for c in cards],
         "best_peer": best_peer["name"],
         "ratio_to_best_peer": (rows[0]["ndcg"] / best_peer["ndcg"]) if best_peer["ndcg"] else None,
-        "vs_best_peer": paired(main, per_user(result, best_peer["name"])),
+        "vs_best_peer": paired(main, pooled.per_unit(best_peer["name"])),
     }
-    if own_result is not None:
-        own_rows = [m.to_dict() for m in own_result.models]
+    if own_rows:
         best_own = max(own_rows, key=lambda r: r["ndcg"] or 0.0)
         doc["own_sources"] = own_rows
         doc["best_own_source"] = best_own["name"]
-        doc["vs_best_own_source"] = paired(main, per_user(own_result, best_own["name"]))
+        mine = pooled.per_unit(best_own["name"])
+        if mine.size == main.size:
+            doc["vs_best_own_source"] = paired(main, mine)
     doc["seconds"] = round(time.perf_counter() - started, 1)
     log(f"{name}: decayrec {rows[0]['ndcg']:.4f} vs {best_peer['name']} {best_peer['ndcg']:.4f} "
-        f"(x{doc['ratio_to_best_peer'] or float('nan'):.3f}); served {card['served']}; {doc['seconds']:.0f}s")
+        f"(x{doc['ratio_to_best_peer'] or float('nan'):.3f}); served {doc['cards_served']}; {doc['seconds']:.0f}s")
     return doc
 
 
@@ -271,8 +354,11 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     for r in doc["datasets"]:
         p = r["protocol"]
+        where = (f"Cutoff {p['cutoff'][:19]}, test window {p['horizon_days']:g} days" if p["kind"] == "global" else
+                 f"A session log: {len(p['cutoffs'])} cutoffs at the event-time quantiles 90%, 91%, ... ({p['cutoffs'][0][:16]} .. "
+                 f"{p['cutoffs'][-1][:16]}), every model refitted at each and scored on the next day; units are (cutoff, session) pairs")
         out += ["", f"## {r['dataset']}", "",
-                f"Cutoff {p['cutoff']}, test window {p['horizon_days']:g} days, {p['users_evaluated']:,} users evaluated "
+                f"{where}, {p['users_evaluated']:,} units evaluated "
                 f"({p['users_repeat']:,} with repeat items, {p['users_new']:,} with new ones; repeat share of truth "
                 f"{p['repeat_share']:.1%}); validation cutoff {p['validation_cutoff'][:19]} ({p['validation_users']:,} users); "
                 f"peers leave out seen items: {p['peers_exclude_seen']}.", "",

@@ -13,6 +13,7 @@ import pytest
 from decayrec.errors import DecayrecError, InputError
 from decayrec.recommend.base import REC_SCHEMA
 from decayrec.recommend.baselines import (
+    UserKNN,
     MODELS,
     CoVisitation,
     DecayedPopularity,
@@ -202,6 +203,29 @@ def test_covisit_recommends_what_was_viewed_with_the_users_recent_item():
     assert got[1]["reason"].startswith("popular lately") and got[1]["score"] == 0.0
 
 
+def test_userknn_lists_own_items_then_what_similar_users_have():
+    rows = [
+        ("u1", "a", "purchase", -3.0),
+        ("u1", "b", "purchase", -2.0),
+        ("u2", "a", "purchase", -5.0),
+        ("u2", "b", "purchase", -4.0),
+        ("u2", "c", "purchase", -1.0),
+        ("u3", "x", "purchase", -1.0),
+        ("u3", "y", "purchase", -1.5),
+        ("u4", "y", "purchase", -0.5),
+    ]
+    model = UserKNN(half_life_days=30.0, neighbours=1, alpha=0.7).fit(log(rows), NOW)
+    got = rows_of(model.recommend(["u1", "u4"], 4, NOW), "u1")
+    assert [r["item_id"] for r in got[:3]] == ["b", "a", "c"]  # own (b more recent), then the nearest user's c
+    assert got[2]["reason"] == "shoppers who buy what you buy buy this"
+    assert got[0]["reason"].startswith("you bought this")
+    # One neighbour: u4's nearest user is u3 (the only one sharing y), so x comes next.
+    u4 = rows_of(model.recommend(["u4"], 2, NOW), "u4")
+    assert [r["item_id"] for r in u4] == ["y", "x"]
+    pure = UserKNN(half_life_days=30.0, neighbours=1, alpha=1.0).fit(log(rows), NOW)
+    assert rows_of(pure.recommend(["u1"], 3, NOW), "u1")[2]["reason"].startswith("popular")  # alpha 1: only one's own
+
+
 def test_covisit_score_is_decayed_cosine():
     model = CoVisitation(window_hours=24, half_life_days=30.0, recency_half_life_days=7.0).fit(covisit_log(), NOW)
     h = 30.0
@@ -313,7 +337,7 @@ def test_errors_say_what_to_fix():
 
 # -- the registry ---------------------------------------------------------------------------
 def test_registry_builds_models_by_name_with_defaults_stored_unchanged():
-    assert set(MODELS) == {"popularity", "decayed_popularity", "repeat", "covisit", "als", "bpr", "itemknn"}
+    assert set(MODELS) == {"popularity", "decayed_popularity", "repeat", "covisit", "userknn", "als", "bpr", "itemknn"}
     model = make_model("decayed_popularity", half_life_days=3.0)
     assert model.name == "decayed_popularity" and model.half_life_days == 3.0
     assert repr(MODELS["repeat"]()) == (

@@ -123,3 +123,21 @@ def test_bad_parameters_are_input_errors(sim):
         MODELS["als"](factors=0).fit(events, now)
     with pytest.raises(InputError, match="learning_rate"):
         MODELS["bpr"](learning_rate=-1.0).fit(events, now)
+
+
+def test_item_neighbours_score_as_implicit_does_in_one_sparse_product():
+    from decayrec.recommend.peers import ImplicitItemKNN
+
+    sim = simulate(SimConfig(n_users=120, n_items=150, n_categories=6, days=40, seed=9))
+    now = sim.events["timestamp"][-1].as_py()
+    for exclude in (False, True):
+        model = ImplicitItemKNN(K=20, exclude_seen=exclude).fit(sim.events, now)
+        codes = np.arange(40)
+        row, item, score = model.propose(codes, 10, exclude_seen=exclude)
+        ids, ref = model.model_.recommend(codes, model.matrix_[codes], N=10, filter_already_liked_items=exclude)
+        for r in range(40):
+            mine = dict(zip(item[row == r].tolist(), score[row == r].tolist()))
+            theirs = {int(i): float(v) for i, v in zip(ids[r], ref[r]) if i >= 0 and v > 0}
+            # The same top scores; items tied at the cut may differ.
+            assert sorted(mine.values(), reverse=True) == pytest.approx(sorted(theirs.values(), reverse=True), rel=1e-5)
+            assert {i for i, v in mine.items() if v > min(mine.values(), default=0)} <= set(theirs)

@@ -158,6 +158,28 @@ def test_features_by_hand():
     assert h["ui_1d"] == 0 and h["ui_days_since"] >= 1e3
 
 
+def test_rebuy_cycles_are_shrunk_toward_the_items_and_habits_are_counted():
+    rows = [
+        ("u1", "a", "purchase", -30.0, "c1"),
+        ("u1", "a", "purchase", -20.0, "c1"),
+        ("u1", "a", "purchase", -10.0, "c1"),
+        ("u1", "b", "view", -9.9, "c1"),
+        ("u2", "a", "purchase", -40.0, "c1"),
+        ("u2", "a", "purchase", -10.5, "c1"),
+    ]
+    state = FeatureState.build(log(rows), NOW)
+    a = state.ix.items.encode(["a"])[0]
+    item_cycle = (10 + 10 + 29.5) / 3
+    assert state.item_cycle[a] == pytest.approx(item_cycle)
+    f = {u: dict(zip(state.names, state.features(state.ix.users.encode([u]), [a])[0].astype(float))) for u in ("u1", "u2")}
+    assert f["u1"]["ui_cycle"] == pytest.approx((20 + 2 * item_cycle) / 4, rel=1e-6)  # two own gaps, two pseudo-gaps
+    assert f["u2"]["ui_cycle"] == pytest.approx((29.5 + 2 * item_cycle) / 3, rel=1e-6)
+    assert f["u1"]["ui_due"] == pytest.approx(10 / f["u1"]["ui_cycle"], rel=1e-6)
+    assert f["u1"]["u_basket"] == pytest.approx(4 / 3)  # a, a, a and b: four item-days on three days
+    assert f["u1"]["u_repeat"] == pytest.approx(0.5)  # came back to a, not to b
+    assert f["u2"]["u_repeat"] == pytest.approx(1.0)
+
+
 def test_label_grades_take_the_max():
     rows = [
         ("u1", "a", "view", 1.0, "c1"),

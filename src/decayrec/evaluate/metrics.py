@@ -41,6 +41,7 @@ __all__ = [
     "coverage",
     "per_user_metrics",
     "score",
+    "summarise",
 ]
 
 METRICS = ("ndcg", "recall", "recall_full", "hit_rate", "mrr")
@@ -282,6 +283,11 @@ def _coverage(lists: _Lists, catalogue: Ids) -> tuple[float, int]:
     items = lists.items.take(pa.array(np.unique(lists.item)))
     n = int(pc.sum(pc.is_in(items, value_set=catalogue)).as_py() or 0)
     return (n / len(catalogue) if len(catalogue) else float("nan")), n
+
+
+def summarise(table: pa.Table, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> MetricSummary:
+    """Means of a per-user metric table (:func:`per_user_metrics`) with bootstrap intervals."""
+    return _summarise(table, n_boot, seed, level)
 
 
 def _summarise(table: pa.Table, n_boot: int, seed: int, level: float) -> MetricSummary:

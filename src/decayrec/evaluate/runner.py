@@ -26,7 +26,7 @@ from decayrec.evaluate.splits import TimeSplit, _naive, _naive_us, time_split
 from decayrec.recommend.base import Recommender
 from decayrec.timeparse import iso
 
-__all__ = ["ModelResult", "Results", "evaluate", "evaluate_splits"]
+__all__ = ["ModelResult", "Results", "evaluate", "evaluate_splits", "result_entry"]
 
 ProgressFn = Callable[[str], None]
 
@@ -43,10 +43,10 @@ class ModelResult:
     def to_dict(self) -> dict[str, Any]:
         """The model's object in RESULTS.json (contract fields first, then extras)."""
         s = self.scores
-        return _entry(self.name, s.summary, s.coverage, self.fit_seconds, self.recommend_seconds, s.users_with_recs, s.coverage_items)
+        return result_entry(self.name, s.summary, s.coverage, self.fit_seconds, self.recommend_seconds, s.users_with_recs, s.coverage_items)
 
 
-def _entry(
+def result_entry(
     name: str,
     summary: Mapping[str, MetricSummary],
     coverage: float,
@@ -328,7 +328,7 @@ def evaluate_splits(
         summary = {v: _summarise(pa.concat_tables(t), bootstrap, seed, level) for v, t in pooled[name].items()}
         coverage = sum(covers[name]) / len(covers[name])
         fit_s, rec_s = seconds[name]
-        out_models.append(_entry(name, summary, coverage, fit_s, rec_s, with_recs[name], max(items[name])))
+        out_models.append(result_entry(name, summary, coverage, fit_s, rec_s, with_recs[name], max(items[name])))
     truth = pa.concat_tables([s.truth for s in splits])
     n_truth = truth.num_rows
     protocol = {

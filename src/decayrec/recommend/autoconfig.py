@@ -199,7 +199,8 @@ class Workspace:
                 model = single_source(name, params, w)
             else:
                 model = build_source(name, params, w)
-            self._models[key] = model.fit(self.events, cutoff)
+            # Every piece fitted at one cutoff shares the feature state's condensed events.
+            self._models[key] = model.fit_interactions(self.state(cutoff).ix)
         return self._models[key]
 
     def sources(self, cutoff: datetime, source_params: Mapping[str, Mapping[str, Any]]) -> SourceSet:
@@ -505,8 +506,9 @@ class _Search:
         grids: dict[str, list[list[dict[str, Any]]]] = {
             "repeat": [[{"half_life_days": s} for s in scales]],
             "covisit": [[{"window_hours": h} for h in (24.0, 24.0 * max(30.0, 4 * horizon), max(1.0, 24 * horizon / 4))]],
+            "userknn": [[{"alpha": a} for a in (0.7, 0.9, 0.4)], [{"neighbours": n} for n in (50, 200)]],
             "itemknn": [[{"K": k} for k in (50, 10, 200)]],
-            "als": [[{"alpha": round(c / w, 6)} for c in (16.0, 4.0, 64.0)], [{"factors": f} for f in (64, 128, 32)]],
+            "als": [[{"alpha": round(c / w, 6)} for c in (16.0, 4.0, 64.0)], [{"factors": f} for f in (64, 128)]],
         }
         for name in [s for s in MODEL_SOURCES if s in base.sources]:
             if name == "repeat":
@@ -517,6 +519,8 @@ class _Search:
             best, score = self.tune_single(val, name, grid, params[name] | extra)
             singles[name] = (best, score)
             params[name] = {k: v for k, v in best.items() if k not in extra}
+            if name == "repeat" and r.source_params is None and "userknn" in params:
+                params["userknn"] = params["userknn"] | {"half_life_days": best["half_life_days"]}
         base = base.replace(source_params={k: v for k, v in params.items() if k in base.sources})
 
         # The ranker.
@@ -546,6 +550,7 @@ def default_source_params(
     out: dict[str, dict[str, Any]] = {
         "repeat": {"half_life_days": 4 * horizon},
         "covisit": {"window_hours": 24.0 * max(30.0, 4 * horizon), "recency_half_life_days": max(horizon, 1 / 144)},
+        "userknn": {"half_life_days": 4 * horizon, "neighbours": 50, "alpha": 0.7},
     }
     if "itemknn" in available:
         out["itemknn"] = {"kind": "bm25", "K": 50}

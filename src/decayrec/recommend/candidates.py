@@ -4,6 +4,7 @@ A source proposes, for each user code asked, its best items with a score and a r
 
 - ``repeat``: the user's own items by decayed weighted count (:class:`RepeatHistory`);
 - ``covisit``: items engaged with together with the user's recent items (:class:`CoVisitation`);
+- ``userknn``: the user's own decayed frequencies blended with similar users' (TIFU-KNN style, :class:`UserKNN`);
 - ``itemknn``: BM25 item neighbours of the user's items (``implicit``, the ``peers`` extra);
 - ``als``: implicit-feedback ALS factors (``implicit``);
 - ``trend``: the most engaged-with items this week in the user's top categories;
@@ -29,16 +30,16 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from decayrec.recommend.baselines import CoVisitation, RepeatHistory, Weights
+from decayrec.recommend.baselines import CoVisitation, RepeatHistory, UserKNN, Weights
 from decayrec.recommend.common import half_life_factor, rank_in_group, topk_rows, topk_sparse_rows
 from decayrec.recommend.features import FeatureState
 
 __all__ = ["MODEL_SOURCES", "SOURCES", "Candidates", "SourceSet", "sparse_top"]
 
-SOURCES: Final = ("repeat", "covisit", "itemknn", "als", "trend", "new", "popular")
+SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als", "trend", "new", "popular")
 # Sources that are recommenders of their own (fitted with the settings given), and so
 # single sources the floor compares against.
-MODEL_SOURCES: Final = ("repeat", "covisit", "itemknn", "als")
+MODEL_SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als")
 # Sources that need the ``implicit`` library.
 IMPLICIT_SOURCES: Final = ("itemknn", "als")
 _COL: Final = {name: j for j, name in enumerate(SOURCES)}
@@ -136,6 +137,8 @@ def build_source(name: str, params: Mapping[str, Any], event_weights: Weights):
         return RepeatHistory(event_weights=event_weights, fill="none", **params)
     if name == "covisit":
         return CoVisitation(event_weights=event_weights, **params)
+    if name == "userknn":
+        return UserKNN(event_weights=event_weights, **params)
     from decayrec.recommend import peers
 
     if name == "itemknn":
@@ -175,7 +178,7 @@ class SourceSet:
         for name, params in self.settings.items():
             model = (fitted or {}).get(name)
             if model is None:
-                model = build_source(name, params, self.event_weights).fit(events, now)
+                model = build_source(name, params, self.event_weights).fit_interactions(state.ix)
             if model.items_ != ix.items or model.users_ != ix.users:
                 raise AssertionError(f"the {name} source disagrees on the id maps")  # same events, same weights
             self.models[name] = model
@@ -211,6 +214,13 @@ class SourceSet:
             if name == "covisit":
                 factor = half_life_factor(elapsed, model.recency_half_life_days)
                 block = sp.csr_matrix(model.anchors_[users] @ model.similar_) * factor
+                if exclude_seen:
+                    seen = self.state.history.seen(self.state.ix.n_users, self.state.ix.n_items)[users]
+                    block = block - block.multiply(seen)
+                    block.eliminate_zeros()
+                return sparse_top(block, n)
+            if name == "userknn":
+                block = model.scores(users)
                 if exclude_seen:
                     seen = self.state.history.seen(self.state.ix.n_users, self.state.ix.n_items)[users]
                     block = block - block.multiply(seen)

@@ -8,6 +8,7 @@ Times are float64 days relative to the fit time (``<= 0``). Nothing here reads t
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,9 +146,23 @@ def half_life_factor(days: float, half_life_days: float | None) -> float:
 
 
 class BaseRecommender:
-    """Shared plumbing: ``repr`` from the constructor's keywords, the fitted check, request parsing."""
+    """Shared plumbing: ``fit`` through :func:`interactions`, ``repr`` from the constructor's
+    keywords, the fitted check, request parsing.
+
+    A model implements :meth:`fit_interactions`; several models fitted on the same events
+    at the same time with the same event weights can share one :class:`Interactions`.
+    """
 
     name: str = ""
+    event_weights: Mapping[str, float] | None = None
+
+    def fit(self, events: pa.Table, now: datetime):
+        """Learn from the events at or before ``now`` (later rows are dropped unread)."""
+        return self.fit_interactions(interactions(events, now, self.event_weights))
+
+    def fit_interactions(self, ix: "Interactions"):
+        """Learn from events already condensed by :func:`interactions` with this model's event weights."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         params = inspect.signature(type(self).__init__).parameters
@@ -201,6 +216,11 @@ class Interactions:
         if half_life_days is None:
             return self.weight
         return self.weight * np.exp(LN2 * self.time / half_life_days)
+
+    @functools.cached_property
+    def history(self) -> "History":
+        """The (user, item) pairs and their counts (:class:`History`), built once and shared."""
+        return History.build(self)
 
     def matrix(self, half_life_days: float | None = None, dtype=np.float64) -> sp.csr_matrix:
         """The user x item matrix of (decayed) weighted counts, CSR with sorted indices."""

@@ -116,6 +116,9 @@ class FeatureState:
     user_events: np.ndarray
     user_last: np.ndarray
     user_sums: np.ndarray
+    pair_cycle: np.ndarray
+    user_basket: np.ndarray
+    user_repeat: np.ndarray
     strength: StrengthModel | None
 
     # -- building -----------------------------------------------------------------------
@@ -161,7 +164,7 @@ class FeatureState:
         keep = (time_all <= 0.0) & (weight_table(event_weights)[etype_all] > 0)
         categories, item_cat = _categories(events, None if keep.all() else keep, ix.item, ix.time, ix.n_items)
         n_cat = len(categories) + 1
-        history = History.build(ix)
+        history = ix.history
         n_pairs = len(history.pairs)
         code = history.event_pair
         pair_sums = decayed_sums(code, ix.time, ix.weight, scales_arr, 0.0, n_pairs)
@@ -196,7 +199,8 @@ class FeatureState:
         item_pop = decayed_sums(ix.item, ix.time, ix.weight, _POP_SCALES, 0.0, n_items)
         item_first = np.full(n_items, np.inf)
         np.minimum.at(item_first, ix.item, ix.time)
-        item_cycle = _rebuy_cycles(history, ix, pair_last_purchase)
+        item_cycle, pair_cycle = _rebuy_cycles(history, ix, pair_last_purchase)
+        user_basket, user_repeat = _user_habits(history, ix)
         user_events = np.bincount(ix.user, minlength=ix.n_users).astype(np.float64)
         user_last = last_event_time(ix.user, ix.time, 0.0, ix.n_users)
         user_sums = decayed_sums(ix.user, ix.time, ix.weight, [7.0, 30.0], 0.0, ix.n_users)
@@ -223,6 +227,9 @@ class FeatureState:
             user_events=user_events,
             user_last=user_last,
             user_sums=user_sums,
+            pair_cycle=pair_cycle,
+            user_basket=user_basket,
+            user_repeat=user_repeat,
             strength=strength,
         )
 
@@ -237,14 +244,14 @@ class FeatureState:
         """Feature names, in the column order of :meth:`features`."""
         s = [f"{h:g}d" for h in self.scales]
         out = [f"ui_{x}" for x in s] + [f"n_{e}" for e in schema.EVENT_TYPES]
-        out += ["ui_days_since", "ui_days_since_purchase", "ui_due_ratio"]
+        out += ["ui_days_since", "ui_days_since_purchase", "ui_due_ratio", "ui_cycle", "ui_due"]
         out += [f"uc_{x}" for x in s] + [f"uc_share_{s[-2]}", "uc_days_since", "uc_week_items"]
         if self.ucat_learned is not None:
             out.append("uc_learned")
         if self.ucat_strength_sum is not None:
             out.append("uc_strength")
         out += ["pop_1d", "pop_7d", "pop_30d", "momentum", "item_age", "item_cycle", "cat_pop_share"]
-        out += ["u_events", "u_days_since", "u_7d", "u_30d"]
+        out += ["u_events", "u_days_since", "u_7d", "u_30d", "u_basket", "u_repeat"]
         return out
 
     def category_interest(self, user: np.ndarray, cat: np.ndarray, elapsed: float = 0.0) -> np.ndarray:
@@ -267,7 +274,10 @@ class FeatureState:
         since_buy = elapsed - _take(self.pair_last_purchase, pc_, -np.inf)
         cycle = self.item_cycle[item]
         due = np.where(np.isfinite(since_buy) & np.isfinite(cycle), since_buy / cycle, np.nan)
+        own_cycle = _take(self.pair_cycle, pc_, np.nan)
+        own_due = np.where(np.isfinite(since_buy) & np.isfinite(own_cycle), since_buy / own_cycle, np.nan)
         cols += [np.minimum(since, _FAR)[:, None], np.minimum(since_buy, _FAR)[:, None], due[:, None]]
+        cols += [own_cycle[:, None], own_due[:, None]]
 
         cat = self.item_cat[item]
         uc = _lookup(self.ucat, user, cat)
@@ -293,6 +303,7 @@ class FeatureState:
         cols.append(self.user_events[user][:, None])
         cols.append(np.minimum(elapsed - self.user_last[user], _FAR)[:, None])
         cols.append(_decay(self.user_sums[user], np.array([7.0, 30.0]), elapsed))
+        cols += [self.user_basket[user][:, None], self.user_repeat[user][:, None]]
         blocks = [c.reshape(user.size, -1) for c in cols]
         out = np.empty((user.size, sum(b.shape[1] for b in blocks) + extra), dtype=np.float32, order="F")
         at = 0
@@ -323,8 +334,14 @@ class FeatureState:
         return code, self.ix.time, self.ix.weight
 
 
-def _rebuy_cycles(history: History, ix: Interactions, last_purchase: np.ndarray) -> np.ndarray:
-    """Per item the mean gap (days) between a user's successive purchases of it; NaN without re-buys.
+# Pseudo-gaps of the item's typical cycle that a user's own re-buy cycle is shrunk toward.
+_CYCLE_PRIOR: Final = 2.0
+
+
+def _rebuy_cycles(history: History, ix: Interactions, last_purchase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Re-buy cycles in days: per item the mean gap between a user's successive purchases of it
+    (NaN without re-buys), and per (user, item) pair the user's own mean gap shrunk toward the
+    item's (``_CYCLE_PRIOR`` pseudo-gaps of it; NaN where neither is known).
 
     Purchases closer than a day apart count as one basket, not a re-buy.
     """
@@ -336,11 +353,40 @@ def _rebuy_cycles(history: History, ix: Interactions, last_purchase: np.ndarray)
     same = pair[1:] == pair[:-1]
     gap = time[1:] - time[:-1]
     ok = same & (gap >= 1.0)
-    item = history.pairs.keys[pair[1:][ok]]
+    gap_pair = pair[1:][ok]
+    item = history.pairs.keys[gap_pair]
     n = ix.n_items
     total = np.bincount(item, gap[ok], minlength=n)
     num = np.bincount(item, minlength=n)
-    return np.divide(total, num, out=np.full(n, np.nan), where=num > 0)
+    item_cycle = np.divide(total, num, out=np.full(n, np.nan), where=num > 0)
+    n_pairs = len(history.pairs)
+    own_total = np.bincount(gap_pair, gap[ok], minlength=n_pairs)
+    own_num = np.bincount(gap_pair, minlength=n_pairs).astype(np.float64)
+    prior = item_cycle[history.pairs.keys] if n_pairs else np.zeros(0)
+    known = np.isfinite(prior)
+    top = own_total + np.where(known, _CYCLE_PRIOR * np.nan_to_num(prior), 0.0)
+    bottom = own_num + np.where(known, _CYCLE_PRIOR, 0.0)
+    pair_cycle = np.divide(top, bottom, out=np.full(n_pairs, np.nan), where=bottom > 0)
+    return item_cycle, pair_cycle
+
+
+def _user_habits(history: History, ix: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: distinct items per active day (a basket's size), and the share of their items they came back to on another day."""
+    day = np.floor(ix.time).astype(np.int64)
+    span = int(day.max() - day.min()) + 1 if day.size else 1
+    d = day - (day.min() if day.size else 0)
+    user_days = np.unique(ix.user.astype(np.int64) * span + d)
+    pair_days = np.unique(history.event_pair.astype(np.int64) * span + d)
+    n_users = ix.n_users
+    days = np.bincount(user_days // span, minlength=n_users).astype(np.float64)
+    pair_of = pair_days // span
+    owner = history.pairs.users.astype(np.int64)
+    item_days = np.bincount(owner[pair_of], minlength=n_users).astype(np.float64)
+    basket = np.divide(item_days, days, out=np.zeros(n_users), where=days > 0)
+    per_pair = np.bincount(pair_of, minlength=len(history.pairs))
+    again = np.bincount(owner, per_pair > 1, minlength=n_users).astype(np.float64)
+    pairs = np.bincount(owner, minlength=n_users).astype(np.float64)
+    return basket, np.divide(again, pairs, out=np.zeros(n_users), where=pairs > 0)
 
 
 def label_grades(events: pa.Table, start: datetime, end: datetime, users: IdMap, items: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -383,7 +383,7 @@ class DecayRanker(BaseRecommender):
         """One sentence per row from its strongest evidence (vectorised).
 
         In order: a due re-buy; the user's own history; co-visitation with one of the
-        user's items; item neighbours of the user's items; shoppers with similar taste; a
+        user's items; item or user neighbours; shoppers with similar taste (ALS); a
         new item in a category the user shops; several items viewed in the category this
         week; trending in the category; popular now.
         """
@@ -403,7 +403,7 @@ class DecayRanker(BaseRecommender):
         covisit_model = self.sources_.models.get("covisit")
         proposed = src_score > 0
         covisit = proposed[:, _COL["covisit"]] & (covisit_model is not None)
-        itemknn = proposed[:, _COL["itemknn"]]
+        itemknn = proposed[:, _COL["itemknn"]] | proposed[:, _COL["userknn"]]
         als = proposed[:, _COL["als"]]
         new = proposed[:, _COL["new"]] & known_cat & shops
         if discovery is not None:
