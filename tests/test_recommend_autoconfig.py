@@ -70,6 +70,21 @@ def test_the_floor_serves_the_ranker_only_when_it_beats_every_single_source():
     assert choose_served(float("-inf"), {"als": ({}, float("nan"))})[0] == "ranker"  # nothing scored: no floor to keep
 
 
+def test_a_large_shop_is_searched_on_a_seeded_sample_of_whole_users():
+    from decayrec.recommend.autoconfig import search_sample
+
+    rows = [(f"u{u}", f"i{(u * 7 + d) % 40}", "view", -d - 0.5) for u in range(300) for d in range(4)]
+    events = table(rows)
+    sample, kept, total = search_sample(events, NOW, 100, seed=0)
+    assert (kept, total) == (100, 300)
+    users = set(sample["user_id"].to_pylist())
+    assert len(users) == 100 and sample.num_rows == 400  # every event of the users kept
+    again, _, _ = search_sample(events, NOW, 100, seed=0)
+    assert again.equals(sample)
+    whole, kept, _ = search_sample(events, NOW, 1000, seed=0)
+    assert whole is events and kept == 300
+
+
 # -- the search ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shop():

@@ -67,10 +67,12 @@ K_VALIDATION: Final = 20
 MIN_VALIDATION_USERS: Final = 300
 MAX_VALIDATION_CUTOFFS: Final = 16
 # Users scored per validation cutoff, at most (a seeded sample).
-MAX_VALIDATION_USERS: Final = 6000
+MAX_VALIDATION_USERS: Final = 4000
 # Users kept per label window (a seeded sample) and LambdaRank groups per search trial.
 MAX_WINDOW_USERS: Final = 8000
-SEARCH_GROUPS: Final = 6000
+SEARCH_GROUPS: Final = 4000
+# Users per label window of a search that runs on a sample of a large shop.
+SEARCH_WINDOW_USERS: Final = 4000
 # Label windows stacked for training, at most, and the groups a search aims the first guess at.
 MAX_TRAIN_WINDOWS: Final = 32
 TARGET_GROUPS: Final = 4000
@@ -176,9 +178,10 @@ class Workspace:
         weights, scales, decay, seed) every piece is built with.
     """
 
-    def __init__(self, events: pa.Table, ranker: "DecayRanker"):
+    def __init__(self, events: pa.Table, ranker: "DecayRanker", max_window_users: int | None = None):
         self.events = events
         self.ranker = ranker
+        self.max_window_users = max_window_users or ranker.max_window_users
         self._states: dict[datetime, FeatureState] = {}
         self._models: dict[tuple, Any] = {}
         self._sources: dict[tuple, SourceSet] = {}
@@ -216,7 +219,7 @@ class Workspace:
         if key not in self._truths:
             state = self.state(cutoff)
             self._truths[key] = None if state.ix.n_users == 0 else window_truth(
-                self.events, state, cutoff, days, max_users=self.ranker.max_window_users, seed=self.ranker.seed
+                self.events, state, cutoff, days, max_users=self.max_window_users, seed=self.ranker.seed
             )
         return self._truths[key]
 
@@ -304,9 +307,11 @@ def _pooled(parts: list[tuple[float, int]]) -> float:
 
 
 class _Search:
-    def __init__(self, ranker: "DecayRanker", events: pa.Table, now: datetime, log: Callable[[str], None]):
+    def __init__(
+        self, ranker: "DecayRanker", events: pa.Table, now: datetime, log: Callable[[str], None], max_window_users: int | None = None
+    ):
         self.r, self.now, self.log = ranker, now, log
-        self.space = Workspace(events, ranker)
+        self.space = Workspace(events, ranker, max_window_users)
         self.t0 = time.perf_counter()
         self.tried: list[dict[str, Any]] = []
         self.budget_hit = False
@@ -376,7 +381,9 @@ class _Search:
             window = self.space.window(cutoff, settings.label_days, settings.source_params)
             if window is None:
                 continue
-            cand, x, y, _ = window_rows(window, settings.sources, settings.budget, settings.exclude_seen)
+            cand, x, y, _ = window_rows(
+                window, settings.sources, settings.budget, settings.exclude_seen, max_negatives=self.r.max_negatives, seed=self.r.seed
+            )
             parts.append((x, y, cand.row))
             names = feature_names(window.truth.state)
         if not parts:
@@ -633,9 +640,38 @@ def fixed_settings(ranker: "DecayRanker", events: pa.Table, now: datetime) -> Ra
     )
 
 
+def search_sample(events: pa.Table, now: datetime, max_users: int, seed: int) -> tuple[pa.Table, int, int]:
+    """The events of at most ``max_users`` users known at ``now`` (a seeded sample), and how many there were.
+
+    The search compares settings with each other, which a sample of users answers as well
+    as the whole shop at a fraction of the cost; the chosen settings are then fitted on
+    everything.
+    """
+    from decayrec import schema
+    import pyarrow.compute as pc
+
+    users = interactions(events, now, None).users
+    n = len(users)
+    if n <= max_users:
+        return events, n, n
+    rng = np.random.default_rng([seed, n])
+    keep = users.decode(np.sort(rng.choice(n, max_users, replace=False)))
+    return events.filter(pc.is_in(events.column(schema.USER).cast(pa.string()), value_set=keep)), max_users, n
+
+
 def configure(ranker: "DecayRanker", events: pa.Table, now: datetime, log: Callable[[str], None]) -> tuple[SearchResult, Workspace]:
-    """Run the search (see the module docstring); the result and the workspace it filled."""
-    search = _Search(ranker, events, now, log)
-    return search.run(), search.space
+    """Run the search (see the module docstring); the result, and a workspace on all the events for the final fit.
+
+    On a shop of more than ``ranker.search_users`` users the search runs on a seeded sample of them.
+    """
+    sample, kept, total = search_sample(events, now, ranker.search_users, ranker.seed)
+    if kept < total:
+        log(f"decayrec: searching on a sample of {kept:,} of the {total:,} users; the chosen settings are then fitted on all")
+    # A sampled search also scores smaller windows: it compares settings, the final fit uses full ones.
+    search = _Search(ranker, sample, now, log, None if kept == total else min(SEARCH_WINDOW_USERS, ranker.max_window_users))
+    result = search.run()
+    result.validation["search_users"] = {"sampled": kept, "of": total}
+    space = search.space if kept == total else Workspace(events, ranker)
+    return result, space
 
 

@@ -395,7 +395,7 @@ class UserKNN(BaseRecommender):
         alpha: float = 0.7,
         event_weights: Weights = None,
         exclude_seen: bool = False,
-        max_pool: int = 20_000,
+        max_pool: int = 10_000,
     ):
         self.half_life_days = half_life_days
         self.neighbours = neighbours

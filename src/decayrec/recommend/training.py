@@ -33,7 +33,7 @@ from decayrec.recommend.candidates import SOURCES, Candidates, SourceSet
 from decayrec.recommend.common import rank_in_group
 from decayrec.recommend.features import GRADES, FeatureState
 
-__all__ = ["Window", "WindowTruth", "build_window", "window_truth", "feature_names", "fit_lambdarank", "group_ndcg", "source_columns", "window_rows"]
+__all__ = ["Window", "WindowTruth", "build_window", "sample_rows", "window_truth", "feature_names", "fit_lambdarank", "group_ndcg", "source_columns", "window_rows"]
 
 # Fewer held-out groups than this make early stopping noise: train all trees instead.
 _MIN_STOPPING_GROUPS: Final = 50
@@ -155,12 +155,22 @@ def build_window(truth: WindowTruth, sources: SourceSet, *, budget: int, n_popul
 
 
 def window_rows(
-    window: Window, sources: Sequence[str], budget: int, exclude_seen: bool, users: np.ndarray | None = None
+    window: Window,
+    sources: Sequence[str],
+    budget: int,
+    exclude_seen: bool,
+    users: np.ndarray | None = None,
+    *,
+    max_negatives: int | None = None,
+    seed: int = 0,
 ) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
     """The window cut to one setting: ``(candidates, x, y, kept row indices)``.
 
     Only ``sources`` within ``budget``; with ``exclude_seen`` no item the user touched;
-    with ``users`` (positions into ``window.users``, sorted) only those users' rows.
+    with ``users`` (positions into ``window.users``, sorted) only those users' rows. With
+    ``max_negatives`` the rows are for training: users without a graded candidate are
+    dropped, and each keeps its graded rows and at most ``max_negatives`` others (a
+    sample seeded by ``seed`` and the window), before any feature row is copied.
     """
     cand, keep = window.cand.restrict(sources, budget)
     mask = np.ones(keep.size, dtype=bool)
@@ -168,8 +178,11 @@ def window_rows(
         mask &= ~window.seen[keep]
     if users is not None:
         mask &= np.isin(cand.row, users)
-    if not mask.all():
-        sel = np.flatnonzero(mask)
+    sel = np.flatnonzero(mask)
+    if max_negatives is not None:
+        rng = np.random.default_rng([seed, int(window.truth.cutoff.timestamp())])
+        sel = sel[sample_rows(cand.row[sel], window.y[keep[sel]], max_negatives, rng)]
+    if sel.size < keep.size:
         keep = keep[sel]
         cand = Candidates(cand.row[sel], cand.item[sel], cand.score[sel], cand.rank[sel], cand.absent)
     n_src = len(SOURCES)
@@ -177,6 +190,21 @@ def window_rows(
     x[:, x.shape[1] - 2 * n_src : x.shape[1] - n_src] = cand.score
     x[:, x.shape[1] - n_src :] = cand.rank
     return cand, x, window.y[keep], keep
+
+
+def sample_rows(row: np.ndarray, y: np.ndarray, max_negatives: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) of the training rows kept: every graded row of a group that has one, and
+    at most ``max_negatives`` of its ungraded rows, drawn at random."""
+    if row.size == 0:
+        return np.empty(0, dtype=np.int64)
+    n = int(row.max()) + 1
+    has = np.bincount(row, y > 0, minlength=n) > 0
+    live = has[row]
+    neg = np.flatnonzero(live & (y == 0))
+    # A random key per ungraded row; it is kept when among its group's first max_negatives.
+    order = neg[np.lexsort((rng.random(neg.size), row[neg]))]
+    kept = order[rank_in_group(row[order]) < max_negatives]
+    return np.sort(np.concatenate([np.flatnonzero(live & (y > 0)), kept]))
 
 
 def group_ndcg(row: np.ndarray, item: np.ndarray, score: np.ndarray, hit: np.ndarray, n_truth: np.ndarray, k: int) -> float:
@@ -256,17 +284,14 @@ def fit_lambdarank(
         groups = groups[chosen]
     if max_negatives is not None:
         group = np.repeat(np.arange(groups.size), groups)
-        neg = np.flatnonzero(y[rows] == 0)
-        # A random key per negative row; a row is kept when it is among its group's first max_negatives.
-        order = neg[np.lexsort((rng.random(neg.size), group[neg]))]
-        keep_neg = order[rank_in_group(group[order]) < max_negatives]
-        sub = y[rows] > 0
-        sub[keep_neg] = True
+        sub = sample_rows(group, y[rows], max_negatives, rng)
         groups = np.bincount(group[sub], minlength=groups.size)
         idx = np.flatnonzero(rows)[sub]
         rows = np.zeros(y.size, dtype=bool)
         rows[idx] = True
-    x = np.vstack(xs)[rows] if not rows.all() else np.vstack(xs)
+    x = np.vstack(xs)
+    if not rows.all():
+        x = x[rows]
     y = y[rows]
     model = lgb.LGBMRanker(
         objective="lambdarank",
