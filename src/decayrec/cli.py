@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from decayrec import __version__
-from decayrec.errors import DecayrecError
-from decayrec.views import decay_table, print_ingest, profile_tables
+from decayrec.errors import DecayrecError, InputError
 from decayrec.io.formats import READERS
+from decayrec.io.outputs import TABLE_SUFFIXES, check_outputs, write_table, write_text
+from decayrec.views import balance_lines, decay_table, print_ingest, profile_tables
 
 app = typer.Typer(
     name="decayrec",
@@ -81,13 +82,19 @@ def ingest(
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="CSV for unusable rows (file, line, reason, raw values). Default: STORE/quarantine/ingest-N.csv when any.")] = None,
 ) -> None:
     """Validate event files and append them to an embedded store; duplicates are dropped, bad rows quarantined."""
+    from decayrec.ingest import IngestError
     from decayrec.ingest import ingest as run_ingest
     from decayrec.io.formats import get_reader
     from decayrec.store import EventStore
 
     get_reader(format)  # an unknown --format fails before the store is created
+    check_outputs({"--store": store, "--quarantine": quarantine}, files, suffixes={"--quarantine": (".csv",)}, directories=("--store",))
     with EventStore.open(store, create=True) as s, _progress("ingest") as progress:
-        report = run_ingest(files, s, format=format, quarantine=quarantine, progress=progress)
+        try:
+            report = run_ingest(files, s, format=format, quarantine=quarantine, progress=progress)
+        except IngestError as exc:  # a file failed part-way: show what was stored, then the error
+            print_ingest(exc.report, out)
+            raise
     print_ingest(report, out)
 
 
@@ -102,30 +109,40 @@ def export(
     from decayrec.timeparse import parse_time
 
     when = parse_time(at) if at else None
+    check_outputs({"--out": out_path}, [store], suffixes={"--out": TABLE_SUFFIXES})
     with EventStore.open(store, read_only=True) as s:
         n = s.export(out_path, when)
     out.print(f"exported {n:,} events to {out_path}")
 
 
-def _events(source: Path, format: str, at: Optional[str]):
-    """Open ``--events`` (a file or a store) and resolve "now": ``--at`` or the last event's time."""
+def _events(source: Path, format: str, at: Optional[str], quarantine: Optional[Path] = None):
+    """Open ``--events`` (a file or a store) and resolve "now": ``--at`` or the last event's time.
+
+    A file is validated as ``ingest`` validates it, and the same balance is printed on
+    stderr (kept + quarantined + duplicates = rows read), its bad rows going to
+    ``--quarantine`` when given.
+    """
     from decayrec.events import open_events
     from decayrec.io.formats import get_reader
     from decayrec.timeparse import parse_time
 
     get_reader(format)
+    when = parse_time(at) if at is not None else None
     with _progress("read events") as progress:
-        store, _ = open_events(source, format=format, progress=progress)
-    if at is not None:
-        now = parse_time(at)
-    else:
-        last = store.last_time()
-        if last is None:
-            from decayrec.errors import InputError
-
-            raise InputError(f"{source} holds no events", "ingest some events first")
-        now = parse_time(last.isoformat())
+        store, report = open_events(source, format=format, quarantine=quarantine, progress=progress)
+    if report is not None:
+        for line in balance_lines(report):
+            err.print(f"{source}: {line}", markup=False, highlight=False, soft_wrap=True)
+    first, last = store.first_time(), store.last_time()
+    if last is None:
+        raise InputError(f"{source} holds no events", "ingest some events first")
+    now = when if when is not None else parse_time(last.isoformat())
+    if now < parse_time(first.isoformat()):
+        raise InputError(f"--at {at} is before the first event ({first:%Y-%m-%dT%H:%M:%SZ})", "give a later --at, or none for the last event's time")
     return store, store.scan(now), now
+
+
+QUARANTINE_HELP = "Also write the rows of an events file that cannot be used to this CSV (file, line, reason, raw values)."
 
 
 EVENTS_HELP = "Events: a file (CSV, CSV.gz, TSV, Parquet) or a store directory made by ingest."
@@ -151,11 +168,13 @@ def fit_decay_command(
     grid_points: Annotated[int, typer.Option("--grid-points", min=5, help="Half-lives tried between 1 hour and 365 days.")] = 17,
     per_user: Annotated[bool, typer.Option("--per-user", help="Also learn how fast each user forgets (a multiplier "
                                            "per user, written to DECAY.json under user_scale).")] = False,
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Learn half-lives per category and per event type (with 95% intervals) and event weights."""
     from decayrec.decay.fit import FitConfig, fit_decay
 
-    _, table, now = _events(events, format, at)
+    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)})
+    _, table, now = _events(events, format, at, quarantine)
     config = FitConfig(grid_points=grid_points, per_user=per_user)
     model = fit_decay(table, now, config, progress=_fit_progress("fit-decay"))
     model.save(out_path)
@@ -172,6 +191,7 @@ def profile(
     decay: Annotated[Optional[Path], typer.Option("--decay", help="DECAY.json from fit-decay (default: fit it now).")] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     top: Annotated[int, typer.Option("--top", min=1, help="Interests listed per level.")] = 10,
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """A user's interest profile now: live and faded interests, strength, half-life, time-to-fade, drift."""
     from decayrec.decay.fit import FitConfig, fit_decay
@@ -179,21 +199,23 @@ def profile(
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel
 
-    if out_path is not None and out_path.suffix not in (".json", ".png"):
-        from decayrec.errors import InputError
-
-        raise InputError(f"cannot tell what to write to {out_path}", "name it PROFILE.json or PROFILE.png")
-    _, table, now = _events(events, format, at)
+    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events, decay],
+                  suffixes={"--out": (".json", ".png"), "--quarantine": (".csv",)})
+    _, table, now = _events(events, format, at, quarantine)
     model = DecayModel.load(decay) if decay else fit_decay(table, now, FitConfig(), progress=_fit_progress("fit decay"))
-    strength_cat = StrengthModel(level="category", faded_threshold=0.10).fit(table, model, now)
+    has_categories = "category_id" in table.column_names and table["category_id"].null_count < table.num_rows
+    if has_categories:
+        strength_cat = StrengthModel(level="category", faded_threshold=0.10).fit(table, model, now)
+    else:
+        strength_cat = None
+        err.print("the log has no category_id: the profile lists items only (no category interests, no drift)")
     strength_item = StrengthModel(level="item").fit(table, model, now)
     result = build_profile(table, user, model, strength_cat, strength_item, now, top=top)
     out.print(profile_tables(result))
     if out_path is not None and out_path.suffix == ".json":
         import json
 
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(result.to_json_dict(), indent=2) + "\n")
+        write_text(json.dumps(result.to_json_dict(), indent=2) + "\n", out_path)
         out.print(f"wrote {out_path}")
     elif out_path is not None:
         from decayrec.plot import plot_profile
@@ -204,12 +226,14 @@ def profile(
 
 def _read_users(path: Path) -> list[str]:
     """One user id a line; blanks around ids and empty lines are ignored, repeats kept once."""
-    from decayrec.errors import InputError
-
+    if path.is_dir():
+        raise InputError(f"--users {path} is a directory", "give a text file with one user id per line")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise InputError(f"{path} does not exist", "give a file with one user id per line") from None
+    except PermissionError:
+        raise InputError(f"{path} is not readable", "check its permissions") from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text", "give a text file with one user id per line") from None
     users = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
@@ -233,6 +257,7 @@ def recommend(
     card: Annotated[Optional[Path], typer.Option("--card", help="Write CARD.json: what decayrec chose, every setting tried "
                     "with its validation score, and what it serves.")] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Recommend k items now for every listed user, each with a reason; writes user_id,item_id,rank,score,reason.
 
@@ -240,11 +265,10 @@ def recommend(
     period (the search is shown on stderr) and serves its best single source instead of
     the ranker where the ranker does not beat it there.
     """
-    import pyarrow.csv as pacsv
-
-    from decayrec.errors import InputError
     from decayrec.recommend.registry import MAIN, make_model
 
+    check_outputs({"--out": out_path, "--card": card, "--quarantine": quarantine}, [events, users],
+                  suffixes={"--out": TABLE_SUFFIXES, "--card": (".json",), "--quarantine": (".csv",)})
     wanted = _read_users(users)
     if model != MAIN and (horizon_days is not None or card is not None):
         raise InputError(f"--horizon-days and --card apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}")
@@ -252,15 +276,13 @@ def recommend(
     if model == MAIN:
         params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
     recommender = make_model(model, **params)
-    _, table, now = _events(events, format, at)
+    _, table, now = _events(events, format, at, quarantine)
     fitted = recommender.fit(table, now)
     recs = fitted.recommend(wanted, k, now)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
+    write_table(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
     covered = len(set(recs["user_id"].to_pylist()))
     out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
     if card is not None:
-        card.parent.mkdir(parents=True, exist_ok=True)
         fitted.save_card(card)
         out.print(f"wrote the model card to {card} (served: {fitted.served_})")
 
@@ -282,22 +304,22 @@ def churn(
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per plan action.")] = 10,
     top: Annotated[int, typer.Option("--top", min=0, help="At-risk users printed.")] = 10,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Lapse risk for every user with history: P(any event in the horizon) and a risk rank (1 = most likely to lapse)."""
-    import pyarrow.csv as pacsv
-
     from decayrec.lapse import PlanConfig, make_lapse_model, make_plan
     from decayrec.views import plan_table, risk_view
 
+    check_outputs({"--out": out_path, "--plan": plan_path, "--quarantine": quarantine}, [events],
+                  suffixes={"--out": TABLE_SUFFIXES, "--plan": TABLE_SUFFIXES, "--quarantine": (".csv",)})
     lapse = make_lapse_model(model, horizon_days)
     if plan_path is not None:
         from decayrec.recommend.registry import make_model
 
         recommender = make_model(plan_model)
-    _, table, now = _events(events, format, at)
+    _, table, now = _events(events, format, at, quarantine)
     risk = lapse.fit(table, now).predict()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(risk, out_path)
+    write_table(risk, out_path)
     at_risk = int((risk.column("p_active").to_numpy() <= 0.5).sum())
     out.print(
         f"wrote lapse risk for {risk.num_rows:,} users to {out_path} ({model}, horizon {horizon_days:g} days as of "
@@ -307,8 +329,7 @@ def churn(
         out.print(risk_view(risk, top))
     if plan_path is not None:
         plan = make_plan(risk, table, now, recommender=recommender.fit(table, now), config=PlanConfig(k=k))
-        plan_path.parent.mkdir(parents=True, exist_ok=True)
-        pacsv.write_csv(plan, plan_path)
+        write_table(plan, plan_path)
         counts = dict(zip(*np.unique(plan.column("action").to_numpy(zero_copy_only=False), return_counts=True)))
         out.print(f"wrote a plan for {plan.num_rows:,} users at risk to {plan_path}: " + ", ".join(f"{a} {n:,}" for a, n in sorted(counts.items())))
         if top:
@@ -325,22 +346,21 @@ def trends(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the top rising and fading keys over time (PNG).")] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Rising and fading keys printed.")] = 5,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Shop-wide interest per item or category: level, momentum, rising/steady/fading, and a next-window forecast."""
-    import pyarrow.csv as pacsv
-
-    from decayrec.errors import InputError
     from decayrec.trends import TrendConfig, plot_trends
     from decayrec.trends import trends as trend_table
     from decayrec.views import trends_view
 
     if level not in ("item", "category"):
         raise InputError(f"unknown level {level!r}", "use --level item or --level category")
+    check_outputs({"--out": out_path, "--plot": plot, "--quarantine": quarantine}, [events],
+                  suffixes={"--out": TABLE_SUFFIXES, "--plot": (".png",), "--quarantine": (".csv",)})
     config = TrendConfig(window_days=window_days)
-    _, table, now = _events(events, format, at)
+    _, table, now = _events(events, format, at, quarantine)
     result = trend_table(table, now, level=level, config=config)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    pacsv.write_csv(result.replace_schema_metadata(None), out_path)
+    write_table(result, out_path)
     labels = dict(zip(*np.unique(result.column("trend").to_numpy(zero_copy_only=False), return_counts=True)))
     out.print(
         f"wrote {result.num_rows:,} {level} trends as of {now.isoformat()} to {out_path}: "
@@ -362,6 +382,7 @@ def evaluate(
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="List length scored.")] = 20,
     models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")] = "decayrec,repeat,covisit,decayed_popularity,popularity,als,bpr",
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Compare models on a time split: fit up to the cutoff, score the next window (NDCG, Recall, HitRate, MRR, coverage)."""
     from decayrec.evaluate import evaluate as run_evaluate
@@ -369,10 +390,11 @@ def evaluate(
     from decayrec.recommend.registry import make_model
     from decayrec.timeparse import parse_time
 
+    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)})
     names = [m.strip() for m in models.split(",") if m.strip()]
     # decayrec trains its ranker on a label window as long as the test window it is judged on.
     built = {name: make_model(name, **({"horizon_days": horizon_days} if name == "decayrec" else {})) for name in names}
-    _, table, _ = _events(events, format, None)
+    _, table, _ = _events(events, format, None, quarantine)
     split = time_split(table, parse_time(cutoff, option="--cutoff") if cutoff else None, horizon_days)
     results = run_evaluate(built, split=split, k=k)
     results.to_json(out_path)
@@ -399,6 +421,10 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv)
     except DecayrecError as exc:  # bad input, a locked or foreign store, a missing extra
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:  # a path the system refused (permissions, a vanished folder): the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"error: {where}{exc.strerror or exc}; check the path and its permissions", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, one line
         if os.environ.get("DECAYREC_DEBUG"):

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from decayrec import schema
 from decayrec.errors import InputError
 from decayrec.io.formats import get_reader
-from decayrec.io.source import DEFAULT_BLOCK_BYTES, RawBatch
+from decayrec.io.source import DEFAULT_BLOCK_BYTES, RawBatch, preflight
 from decayrec.io.validate import QUARANTINE_COLUMNS, Validated, numeric_timestamp_median, validate_batch
 from decayrec.store import EventStore
 
@@ -40,6 +40,7 @@ class FileReport:
     duplicates: int = 0
     epoch_unit: str | None = None
     reasons: Counter = field(default_factory=Counter)
+    error: str | None = None  # why the file could not be read to its end (its rows before that are counted)
 
     @property
     def balanced(self) -> bool:
@@ -81,6 +82,14 @@ class IngestReport:
             "duplicates": self.duplicates,
             "quarantine_path": self.quarantine_path,
         }
+
+
+class IngestError(InputError):
+    """A file failed part-way through an ingest; :attr:`report` says what was stored before it."""
+
+    def __init__(self, problem: str, fix: str, report: IngestReport):
+        super().__init__(problem, fix)
+        self.report = report
 
 
 class _Quarantine:
@@ -139,12 +148,21 @@ def ingest(
     Raises
     ------
     InputError
-        A file is unreadable, lacks a required column, or has no usable row.
+        A file is missing, unreadable, empty, not gzip, or lacks a required column: raised
+        before anything is stored.
+    IngestError
+        A file failed part-way (cut short) or has no usable row: the files and rows read
+        before are stored, the report (with the error) is in the store's log and on
+        the exception, whose message says so; ingesting again adds only what is new.
     """
     reader = get_reader(format)
     paths = [Path(p) for p in paths]
     if not paths:
         raise InputError("no input file given", "name at least one events file")
+    # Files that cannot be read at all are refused before anything is stored.
+    preflight(paths)
+    if reader.check is not None:
+        reader.check(paths)
     total = sum(p.stat().st_size for p in paths if p.is_file())
     if quarantine is not None:
         qpath, always = Path(quarantine), True
@@ -155,8 +173,12 @@ def ingest(
     sink = _Quarantine(qpath, always)
     files: dict[str, FileReport] = {}
     finished_bytes: dict[str, int] = {}
+    failure: InputError | None = None
     try:
-        for source, validated, bytes_done in _validated_stream(reader.read(paths, block_bytes), files):
+        for source, validated, bytes_done in _guarded(_validated_stream(reader.read(paths, block_bytes), files)):
+            if isinstance(validated, InputError):
+                failure = validated
+                break
             report = files[source]
             inserted, duplicates = store.append(validated.events)
             report.kept += inserted
@@ -170,21 +192,53 @@ def ingest(
                 progress(min(sum(finished_bytes.values()), total), total)
     finally:
         sink.close()
+    if failure is not None:
+        _failed_file(failure, files, paths).error = failure.problem
     result = IngestReport(format, list(files.values()), str(qpath) if (always or sink.writer) else None)
+    if failure is not None:
+        store.record_ingest(result.to_dict())
+        stored = result.kept
+        raise IngestError(
+            failure.problem,
+            (failure.fix or "fix the file") + (f"; {stored:,} events read before it are stored, and ingesting it again "
+                                               "adds only what is new" if stored else ""),
+            result,
+        )
     store.record_ingest(result.to_dict())
+    stored = f"; the {result.kept:,} events of the other files are stored" if result.kept else ""
     for report in result.files:
         if report.rows_read == 0:
-            raise InputError(f"{report.source} has no events", "give a file with at least one row after the header")
+            raise IngestError(f"{report.source} has no events", "give a file with at least one row after the header" + stored, result)
         if report.kept + report.duplicates == 0:
             reason, count = report.reasons.most_common(1)[0]
-            raise InputError(
+            raise IngestError(
                 f"{report.source}: none of its {report.rows_read:,} rows is usable "
                 f"({count:,} x {reason}" + (f"; all rows are in {qpath})" if qpath else ")"),
-                "fix the rows or pass the --format that matches the file",
+                "fix the rows or pass the --format that matches the file" + stored,
+                result,
             )
     if not files:
         raise InputError(f"{', '.join(map(str, paths))} has no events", "give a file with at least one row after the header")
     return result
+
+
+def _guarded(stream: Iterator[tuple[str, Validated, int]]) -> Iterator[tuple[str, Validated | InputError, int]]:
+    """The stream, ending with the InputError that stopped it (if any) instead of raising it."""
+    try:
+        yield from stream
+    except InputError as exc:
+        yield "", exc, 0
+
+
+def _failed_file(failure: InputError, files: dict[str, FileReport], paths: Sequence[Path]) -> FileReport:
+    """The report of the file an error names (the last one read when it names none)."""
+    for name, report in files.items():
+        if failure.problem.startswith(name):
+            return report
+    name = next((str(p) for p in paths if failure.problem.startswith(str(p))), None)
+    if name is None:
+        name = list(files)[-1] if files else str(paths[0])
+    return files.setdefault(name, FileReport(name))
 
 
 def _validated_stream(

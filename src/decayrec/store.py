@@ -73,7 +73,10 @@ class EventStore:
                 )
             if directory.exists() and not directory.is_dir():
                 raise InputError(f"{directory} is a file", "give a directory for --store")
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create the store {directory} ({exc.strerror})", "choose a writable place for --store") from None
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -218,6 +221,10 @@ class EventStore:
     def count(self, at: datetime | None = None) -> int:
         where, params = self._where(at)
         return int(self.con.execute(f"SELECT count(*) FROM events {where}", params).fetchall()[0][0])
+
+    def first_time(self) -> datetime | None:
+        """The time of the oldest stored event."""
+        return self.con.execute("SELECT min(ts) FROM events").fetchall()[0][0]
 
     def last_time(self) -> datetime | None:
         """The time of the newest stored event: the default "now" of every command."""

@@ -19,15 +19,26 @@ def print_ingest(report: IngestReport, out: Console) -> None:
     if len(report.files) > 1:
         table.add_row("total", f"{report.rows_read:,}", f"{report.kept:,}", f"{report.quarantined:,}", f"{report.duplicates:,}", "")
     out.print(table)
-    reasons = sum((f.reasons for f in report.files), start=type(report.files[0].reasons)()) if report.files else {}
+    for line in balance_lines(report):
+        out.print(line, soft_wrap=True)
+
+
+def balance_lines(report: IngestReport) -> list[str]:
+    """What was quarantined (commonest reasons, where to) and the balance that always holds."""
+    lines = []
     if report.quarantined:
+        reasons = sum((f.reasons for f in report.files), start=type(report.files[0].reasons)())
         top = ", ".join(f"{n:,} {reason}" for reason, n in reasons.most_common(5))
-        where = f" -> {report.quarantine_path}" if report.quarantine_path else ""
-        out.print(f"quarantined: {top}{where}", soft_wrap=True)
-    out.print(
+        where = f" -> {report.quarantine_path}" if report.quarantine_path else " (give --quarantine FILE.csv to keep them)"
+        lines.append(f"quarantined: {top}{where}")
+    lines.append(
         f"kept {report.kept:,} + quarantined {report.quarantined:,} + duplicates {report.duplicates:,} "
         f"= rows read {report.rows_read:,}"
     )
+    for f in report.files:
+        if f.error:
+            lines.append(f"{f.source} stopped: {f.error}")
+    return lines
 
 
 def epoch_unit_name(unit: str | None) -> str:

@@ -124,8 +124,9 @@ class DecayModel:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_json_dict(), indent=2) + "\n")
+        from decayrec.io.outputs import write_text
+
+        write_text(json.dumps(self.to_json_dict(), indent=2) + "\n", path)
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> "DecayModel":

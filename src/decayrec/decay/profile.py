@@ -259,7 +259,7 @@ def build_profile(
     events: pa.Table,
     user_id: str,
     decay: DecayModel,
-    strength_cat: StrengthModel,
+    strength_cat: StrengthModel | None,
     strength_item: StrengthModel,
     now: datetime,
     drift_days: float = 30.0,
@@ -274,7 +274,8 @@ def build_profile(
     decay
         Event weights and half-lives.
     strength_cat, strength_item
-        Fitted strength models for categories and for items.
+        Fitted strength models for categories and for items; ``strength_cat`` None for a
+        log without categories (the profile then lists items only, with no drift).
     now
         The profile's time.
     drift_days
@@ -289,10 +290,14 @@ def build_profile(
     """
     now = as_utc(now)
     mine = user_events(events, user_id, now)
-    cat = keyed_events(mine, decay, "category", now)
     item = keyed_events(mine, decay, "item", now)
-    cat_stats = _pair_stats(cat, strength_cat)
-    drift = _drift(cat, cat_stats, drift_days)[0] if len(cat.users) else math.nan
+    if strength_cat is None:
+        categories, drift = Interests("category", [], [], 0, 0, math.nan, math.nan, strength_item.horizon_days), math.nan
+    else:
+        cat = keyed_events(mine, decay, "category", now)
+        cat_stats = _pair_stats(cat, strength_cat)
+        drift = _drift(cat, cat_stats, drift_days)[0] if len(cat.users) else math.nan
+        categories = _interests(cat, cat_stats, strength_cat, top)
     return Profile(
         user_id=str(user_id),
         at=now,
@@ -301,7 +306,7 @@ def build_profile(
         last_event=_at(now, item.time.max()),
         drift=None if math.isnan(drift) else float(drift),
         drift_days=float(drift_days),
-        categories=_interests(cat, cat_stats, strength_cat, top),
+        categories=categories,
         items=_interests(item, _pair_stats(item, strength_item), strength_item, top),
     )
 

@@ -118,7 +118,9 @@ class Results:
         """RESULTS.json as text (NaN written as null); also written to ``path`` when given."""
         text = json.dumps(json_safe(self.to_dict()), indent=indent) + "\n"
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            from decayrec.io.outputs import write_text
+
+            write_text(text, path)
         return text
 
     def table(self) -> Table:

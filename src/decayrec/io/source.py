@@ -67,6 +67,22 @@ class Reader:
     name: str
     description: str
     read: Callable[[Sequence[Path], int], Iterator[RawBatch]]
+    check: Callable[[Sequence[Path]], None] | None = None
+
+
+def preflight(paths: Sequence[Path]) -> None:
+    """Refuse, before anything is stored, a file that cannot be read at all: missing, a
+    directory, unreadable, empty, or a ``.gz`` that is not gzip."""
+    for path in paths:
+        check_readable(path)
+        if path.stat().st_size == 0:
+            raise InputError(f"{path} is empty", "give a file with a header row and at least one event")
+        if path.suffix == ".gz":
+            try:
+                with gzip.open(path, "rb") as fh:
+                    fh.read(1)
+            except (OSError, EOFError) as exc:
+                raise compression_error(path, exc) from None
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -76,17 +92,109 @@ def open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", errors="replace", newline="")
 
 
+def compression_error(path: Path, exc: BaseException) -> InputError:
+    """The one-line error for a ``.gz`` that is not gzip, or is cut short."""
+    text = str(exc).lower()
+    if "truncat" in text or isinstance(exc, EOFError) or "end of" in text:
+        return InputError(f"{path} is cut short (the gzip stream ends early)", "copy or download the file again")
+    return InputError(f"{path} is not a readable gzip file ({str(exc).splitlines()[0]})",
+                      "decompress it with gunzip to check, or drop the .gz suffix if it is plain text")
+
+
 def read_header(path: Path, delimiter: str = ",") -> list[str]:
     """The first row of a delimited file, stripped of blanks and a UTF-8 BOM."""
     check_readable(path)
-    with open_text(path) as fh:
-        try:
-            row = next(csv.reader(fh, delimiter=delimiter))
-        except StopIteration:
-            raise InputError(f"{path} is empty", "give a file with a header row and at least one event") from None
-        except csv.Error as exc:
-            raise InputError(f"{path}: cannot read the header ({exc})", "check the file is a delimited text file") from None
+    try:
+        with open_text(path) as fh:
+            try:
+                row = next(csv.reader(fh, delimiter=delimiter))
+            except StopIteration:
+                raise InputError(f"{path} is empty", "give a file with a header row and at least one event") from None
+            except csv.Error as exc:
+                raise InputError(f"{path}: cannot read the header ({exc})", "check the file is a delimited text file") from None
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise compression_error(path, exc) from None
     return [name.strip().lstrip("\ufeff").strip() for name in row]
+
+
+UNBALANCED_QUOTE = (
+    "unbalanced quote: the line has an odd number of '\"' characters (a quoted field must close on "
+    "its own line; fields with line breaks are not supported)"
+)
+NOT_UTF8 = "not UTF-8 text: the line holds bytes that are not UTF-8 (save the file as UTF-8)"
+
+
+class LineGuard(io.RawIOBase):
+    """A byte stream that blanks the lines a CSV parser would misread, remembering them.
+
+    A line with an odd number of quote characters opens a quoted field it never closes;
+    handed to the parser as is, it swallows every line after it into one row. A line that
+    is not UTF-8 stops the parser. Each such line is passed on empty (so the parser reports
+    it as an invalid row at its own physical line, and later line numbers stay exact) and
+    kept in :attr:`bad` as ``{line: (reason, text)}``. Lines are ``\n``-terminated; the
+    scan is vectorised and the slow path runs only on blocks that hold a bad line.
+    """
+
+    def __init__(self, stream, chunk_bytes: int = 8 << 20):
+        self.stream = stream
+        self.chunk_bytes = chunk_bytes
+        self.bad: dict[int, tuple[str, str]] = {}
+        self._out = b""
+        self._tail = b""
+        self._line = 1  # the physical number of the next line to start
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._out and not self._eof:
+            chunk = self.stream.read(self.chunk_bytes)
+            if not chunk:
+                self._eof = True
+                block, self._tail = self._tail, b""
+            else:
+                data = self._tail + bytes(chunk)
+                cut = data.rfind(b"\n") + 1
+                block, self._tail = data[:cut], data[cut:]
+            if block:
+                self._out = self._clean(block)
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _clean(self, block: bytes) -> bytes:
+        first = self._line
+        arr = np.frombuffer(block, dtype=np.uint8)
+        newline = arr == 10
+        self._line += int(newline.sum()) + (0 if block.endswith(b"\n") else 1)
+        odd = np.zeros(0, dtype=np.int64)
+        if b'"' in block:
+            line_of = np.cumsum(newline) - newline  # a newline belongs to the line it ends
+            per_line = np.bincount(line_of[arr == 34], minlength=int(line_of[-1]) + 1)
+            odd = np.flatnonzero(per_line % 2)
+        try:
+            block.decode("utf-8")
+            broken: set[int] = set()
+        except UnicodeDecodeError:
+            broken = {j for j, line in enumerate(block.split(b"\n")) if not _is_utf8(line)}
+        if not odd.size and not broken:
+            return block
+        lines = block.split(b"\n")
+        for j in sorted(set(odd.tolist()) | broken):
+            text = lines[j].rstrip(b"\r")
+            self.bad[first + j] = (NOT_UTF8 if j in broken else UNBALANCED_QUOTE, text.decode("utf-8", errors="replace"))
+            lines[j] = b""
+        return b"\n".join(lines)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def check_readable(path: Path) -> None:
@@ -145,18 +253,84 @@ def csv_batches(
 
     rejected: list[tuple[int, str, str]] = []
 
+    raw = pa.OSFile(str(path), "rb")
+    guard = LineGuard(pa.CompressedInputStream(raw, "gzip") if path.suffix == ".gz" else raw)
+
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        if not row.text.strip():
-            reason = "blank line"
+        number = row.number if row.number is not None else -1
+        if number in guard.bad:
+            reason, text = guard.bad.pop(number)
+        elif not row.text.strip():
+            reason, text = "blank line", row.text
         else:
-            reason = f"wrong number of fields: expected {row.expected_columns}, found {row.actual_columns}"
-        rejected.append((row.number if row.number is not None else -1, reason, row.text))
+            reason, text = f"wrong number of fields: expected {row.expected_columns}, found {row.actual_columns}", row.text
+        rejected.append((number, reason, text))
         return "skip"
 
-    raw = pa.OSFile(str(path), "rb")
-    stream = pa.CompressedInputStream(raw, "gzip") if path.suffix == ".gz" else raw
-    reader = pacsv.open_csv(
-        stream,
+    try:
+        reader = _open_csv(guard, names, skip, columns, delimiter, block_bytes, on_invalid)
+    except (OSError, EOFError) as exc:
+        raw.close()
+        raise compression_error(path, exc) from None
+    except pa.ArrowInvalid as exc:
+        raw.close()
+        raise InputError(f"{path}: cannot parse as delimited text ({exc})", "check the file and --format") from None
+    next_line = skip + 1
+    source = str(path)
+    seen_rows = False
+    try:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                raise InputError(f"{path}: cannot parse as delimited text ({exc})", "check the file and --format") from None
+            except (OSError, EOFError) as exc:
+                raise compression_error(path, exc) from None
+            table = pa.Table.from_batches([batch]).rename_columns([columns[c] for c in batch.schema.names])
+            if transform is not None:
+                table = transform(table)
+            # The handler runs ahead of the batches (read-ahead of the next block), so a
+            # rejected row is kept until the kept rows have passed its line.
+            invalid = np.array(sorted(r[0] for r in rejected if r[0] >= next_line), dtype=np.int64)
+            lines = _valid_lines(next_line, table.num_rows, invalid)
+            table = table.append_column(LINE, pa.array(lines, pa.int64()))
+            if guard.bad:
+                table = _mark_guarded(table, lines, guard.bad)
+            if table.num_rows:
+                next_line = int(lines[-1]) + 1
+                seen_rows = True
+            yield RawBatch(table, source, epoch_unit, raw.tell())
+            passed = [r for r in rejected if r[0] < next_line]
+            seen_rows = seen_rows or bool(rejected)
+            if passed:
+                yield _rejected_batch(passed, source, epoch_unit, raw.tell())
+                rejected[:] = [r for r in rejected if r[0] >= next_line]
+        if rejected:
+            yield _rejected_batch(rejected, source, epoch_unit, raw.tell())
+        if next_line == skip + 1 and not seen_rows:  # a header and nothing else: still a file with 0 rows read
+            empty = {columns[c]: pa.array([], pa.string()) for c in columns} | {LINE: pa.array([], pa.int64())}
+            yield RawBatch(pa.table(empty), source, epoch_unit, raw.tell())
+    finally:
+        raw.close()
+
+
+def _mark_guarded(table: pa.Table, lines: np.ndarray, bad: dict[int, tuple[str, str]]) -> pa.Table:
+    """Give the rows of lines the :class:`LineGuard` blanked their reason and original text."""
+    hit = lines[np.isin(lines, np.fromiter(bad, dtype=np.int64, count=len(bad)))].tolist()
+    if not hit:
+        return table
+    found = {line: bad.pop(line) for line in hit}
+    reason = [found[line][0] if line in found else None for line in lines.tolist()]
+    text = [found[line][1] if line in found else None for line in lines.tolist()]
+    return table.append_column(REASON, pa.array(reason, pa.string())).append_column(RAW, pa.array(text, pa.string()))
+
+
+def _open_csv(guard: LineGuard, names: list[str], skip: int, columns: dict[str, str], delimiter: str,
+              block_bytes: int, on_invalid: Callable[[pacsv.InvalidRow], str]) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        guard,
         read_options=pacsv.ReadOptions(
             # Single-threaded: only then does pyarrow report the line of a rejected row
             # (InvalidRow.number is None with threads), and the lines of the kept rows
@@ -174,35 +348,6 @@ def csv_batches(
             strings_can_be_null=False,
         ),
     )
-    next_line = skip + 1
-    source = str(path)
-    try:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise InputError(f"{path}: cannot parse as delimited text ({exc})", "check the file and --format") from None
-            table = pa.Table.from_batches([batch]).rename_columns([columns[c] for c in batch.schema.names])
-            if transform is not None:
-                table = transform(table)
-            # The handler runs ahead of the batches (read-ahead of the next block), so a
-            # rejected row is kept until the kept rows have passed its line.
-            invalid = np.array(sorted(r[0] for r in rejected if r[0] >= next_line), dtype=np.int64)
-            lines = _valid_lines(next_line, table.num_rows, invalid)
-            table = table.append_column(LINE, pa.array(lines, pa.int64()))
-            if table.num_rows:
-                next_line = int(lines[-1]) + 1
-            yield RawBatch(table, source, epoch_unit, raw.tell())
-            passed = [r for r in rejected if r[0] < next_line]
-            if passed:
-                yield _rejected_batch(passed, source, epoch_unit, raw.tell())
-                rejected[:] = [r for r in rejected if r[0] >= next_line]
-        if rejected:
-            yield _rejected_batch(rejected, source, epoch_unit, raw.tell())
-    finally:
-        raw.close()
 
 
 def _rejected_batch(rejected: list[tuple[int, str, str]], source: str, epoch_unit: str | None, done: int) -> RawBatch:
@@ -237,5 +382,7 @@ __all__ = [
     "read_header",
     "open_text",
     "check_readable",
+    "compression_error",
+    "preflight",
     "missing_columns_error",
 ]

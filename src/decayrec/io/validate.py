@@ -77,6 +77,11 @@ def _sql(epoch_unit: str) -> str:
         SELECT *,
             {_event_case("e")} AS ev,
             try_cast(ts_s AS DOUBLE) AS ts_num,
+            CASE WHEN substr(ts_s, -6, 1) IN ('+', '-') AND substr(ts_s, -3, 1) = ':' AND substr(ts_s, -9, 1) = ':'
+                 THEN [try_cast(substr(ts_s, -5, 2) AS INTEGER), try_cast(substr(ts_s, -2, 2) AS INTEGER)]
+                 WHEN substr(ts_s, -5, 1) IN ('+', '-') AND substr(ts_s, -8, 1) = ':'
+                 THEN [try_cast(substr(ts_s, -4, 2) AS INTEGER), try_cast(substr(ts_s, -2, 2) AS INTEGER)]
+            END AS off,
             try_cast(p_s AS DOUBLE) AS p,
             try_cast(q_s AS DOUBLE) AS q
         FROM t
@@ -97,6 +102,8 @@ def _sql(epoch_unit: str) -> str:
                 WHEN ev IS NULL THEN 'unknown event type: ' || {_shown("e")}
                     || ' (expected view, click, cart, fav, purchase or an alias such as pv, addtocart, transaction)'
                 WHEN ts_s IS NULL THEN 'missing timestamp'
+                WHEN off[1] > 14 OR off[2] > 59 THEN 'impossible UTC offset: ' || {_shown("ts_s")}
+                    || ' (offsets run from -12:00 to +14:00)'
                 WHEN ts IS NULL THEN 'unparseable timestamp: ' || {_shown("ts_s")}
                     || ' (expected ISO-8601 or a Unix epoch number in {unit})'
                 WHEN ts < TIMESTAMP '{lo}' OR ts >= TIMESTAMP '{hi}' THEN 'timestamp out of range: ' || {_shown("ts_s")}

@@ -190,8 +190,8 @@ class BetaGeoModel:
         if not (res.success or stalled):
             raise InputError(f"the BG/NBD fit did not converge ({res.message}; "
                              f"parameters {_rounded(theta)})",
-                             "add a small penalizer (e.g. penalizer=0.001), raise max_iter, "
-                             "or check that the summary is in sensible units (e.g. weeks)")
+                             "fit on a longer period or more customers (decayrec churn), or, from Python, "
+                             "BetaGeoModel(penalizer=0.001) or a larger max_iter; check that a summary is in weeks")
         self.params_ = dict(zip(_NAMES, map(float, theta)))
         self.log_likelihood_ = _loglik(theta, data)[0]
         self.standard_errors_ = dict(zip(_NAMES, map(float, self._standard_errors(res.x, data))))

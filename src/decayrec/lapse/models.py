@@ -149,7 +149,7 @@ class LapseModel:
         anchors = [a for a in self._anchors(0.0) if a > first]
         if len(anchors) < 2:
             raise InputError(
-                f"the log spans {-first:.1f} days, too short for {cfg.windows} windows of {cfg.horizon_days:g} days "
+                f"the log spans {max(-first, 0.0):.1f} days, too short for {cfg.windows} windows of {cfg.horizon_days:g} days "
                 "before the fit time",
                 "shorten --horizon-days, or use --model bgnbd",
             )

@@ -322,7 +322,9 @@ class DecayRanker(BaseRecommender):
         """Write :meth:`card` as JSON."""
         from decayrec.evaluate.runner import json_safe
 
-        Path(path).write_text(json.dumps(json_safe(self.card()), indent=2) + "\n", encoding="utf-8")
+        from decayrec.io.outputs import write_text
+
+        write_text(json.dumps(json_safe(self.card()), indent=2) + "\n", path)
 
     # -- serving ------------------------------------------------------------------------
     def score_candidates(self, users: np.ndarray, elapsed: float) -> tuple[Candidates, np.ndarray]:

@@ -22,7 +22,8 @@ __all__ = ["KeyLog", "check_level", "key_log", "rate_factor"]
 
 LEVELS = ("category", "item")
 # A log observed for less than a second is treated as observed for one: rates stay finite.
-_MIN_EXPOSURE_DAYS = 1.0 / 86_400
+# A rate per day is never extrapolated from less than a day of history.
+_MIN_EXPOSURE_DAYS = 1.0
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ def features(log: KeyLog, at: float, window: float) -> tuple[np.ndarray, np.ndar
     exposure = at - log.start
     h = _SCALES * window
     x = np.empty((n, len(FEATURES)))
-    x[:, :3] = decayed_sums(key, time, 1.0, h, at, n) * (rate_factor(h, exposure) * window)
+    # Rates from less than one window of history are read over one window (one event is not a flood).
+    x[:, :3] = decayed_sums(key, time, 1.0, h, at, n) * (rate_factor(h, max(exposure, window)) * window)
     x[:, _LAST] = np.bincount(log.key[log.upto(at - window) : m], minlength=n)
     x[:, _MEAN] = total * (window / max(exposure, window))
     active = total > 0

@@ -64,8 +64,22 @@ def read(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
         yield from csv_batches(path, columns=mapping, delimiter=delimiter, block_bytes=block_bytes)
 
 
+def check(paths: Sequence[Path]) -> None:
+    """Every file's columns, before any is stored."""
+    for path in paths:
+        if path.suffix == ".parquet":
+            try:
+                names = pq.ParquetFile(path).schema_arrow.names
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"{path} is not a readable Parquet file ({exc})", "check the file") from None
+        else:
+            names = read_header(path, "\t" if path.name.endswith((".tsv", ".tsv.gz")) else ",")
+        _match_columns(path, names)
+
+
 READER = Reader(
     "canonical",
     "user_id,item_id,event,timestamp[,category_id,price,quantity,session_id] as CSV, CSV.gz, TSV or Parquet",
     read,
+    check,
 )
