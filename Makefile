@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
+.PHONY: demo test lint bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/decayrec demo --workdir .demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+# Lint, format and type checks (run by make test, and so by CI).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends
 

@@ -71,7 +71,7 @@ def bench_batch(ev: dict, n_cats: int, repeat: int) -> dict:
     weights = event_weights(ev["type"], TYPE_W)
     at = float(ev["time"].max())
     t_pairs, (codes, pairs) = timed(lambda: pair_codes(ev["user"], ev["category"], n_cats), repeat)
-    t_sums, sums = timed(lambda: decayed_sums(codes, ev["time"], weights, HALF_LIVES, at, n_keys=len(pairs)), repeat)
+    t_sums, _sums = timed(lambda: decayed_sums(codes, ev["time"], weights, HALF_LIVES, at, n_keys=len(pairs)), repeat)
     t_users, _ = timed(lambda: decayed_sums(ev["user"], ev["time"], weights, HALF_LIVES, at), repeat)
     return {
         "events": n,

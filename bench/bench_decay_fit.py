@@ -34,7 +34,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +91,13 @@ def parse_windows(text: str | None, names: list[str]) -> dict[str, float]:
 
 def grid_config(name: str, default_grid: bool, grid_points: int | None, quick: bool, options: dict | None = None) -> FitConfig:
     base = FitConfig()
-    lo, hi = (base.grid_min_days, base.grid_max_days) if default_grid else GRIDS.get(name, (base.grid_min_days, base.grid_max_days))
+    lo, hi = (
+        (base.grid_min_days, base.grid_max_days) if default_grid else GRIDS.get(name, (base.grid_min_days, base.grid_max_days))
+    )
     if grid_points is None:
         step = math.log(base.grid_max_days / base.grid_min_days) / (base.grid_points - 1)
-        grid_points = max(int(round(math.log(hi / lo) / step)) + 1, 5)
-    kw: dict = dict(grid_min_days=lo, grid_max_days=hi, grid_points=grid_points, fit_by_event=True, per_user=True)
+        grid_points = max(round(math.log(hi / lo) / step) + 1, 5)
+    kw: dict = {"grid_min_days": lo, "grid_max_days": hi, "grid_points": grid_points, "fit_by_event": True, "per_user": True}
     if quick:
         kw.update(grid_points=min(grid_points, 9), em_iterations=20)
     kw.update(options or {})
@@ -132,8 +134,15 @@ def half_life_dict(hl) -> dict:
 
 
 # -- held-out scoring, per user -------------------------------------------------------
-def heldout_by_user(events: pa.Table, cutoff: datetime, window_days: float, half_lives, weights: dict[str, float],
-                    config: FitConfig, user_scale: dict[str, float] | None = None) -> dict:
+def heldout_by_user(
+    events: pa.Table,
+    cutoff: datetime,
+    window_days: float,
+    half_lives,
+    weights: dict[str, float],
+    config: FitConfig,
+    user_scale: dict[str, float] | None = None,
+) -> dict:
     """:func:`decayrec.decay.fit.heldout_terms` summed per user (users with a sequence seen before the cutoff)."""
     t = F.heldout_terms(events, cutoff, window_days, half_lives, weights, config, user_scale)
     n_users = int(t.seq_user.max()) + 1
@@ -143,9 +152,14 @@ def heldout_by_user(events: pa.Table, cutoff: datetime, window_days: float, half
     user_seen = np.bincount(users, minlength=n_users) > 0
     ids = t.users.take(pa.array(np.flatnonzero(user_seen))).to_numpy(zero_copy_only=False).astype(str)
     return {
-        "user_ids": ids, "user_ll": user_ll[user_seen], "user_pts": user_pts[user_seen], "total": float(t.loglik.sum()),
-        "points": int(t.points.sum()), "expected_points": float(t.expected.sum()),
-        "sequences": int(t.seen.sum()), "users": int(user_seen.sum()),
+        "user_ids": ids,
+        "user_ll": user_ll[user_seen],
+        "user_pts": user_pts[user_seen],
+        "total": float(t.loglik.sum()),
+        "points": int(t.points.sum()),
+        "expected_points": float(t.expected.sum()),
+        "sequences": int(t.seen.sum()),
+        "users": int(user_seen.sum()),
     }
 
 
@@ -166,7 +180,7 @@ def bootstrap_diff(a: dict, b: dict, n_boot: int, seed: int) -> dict:
         stats.append(np.where(den > 0, num / np.maximum(den, 1.0), np.nan))
     stats = np.concatenate(stats)
     stats = stats[np.isfinite(stats)]
-    lo, hi = (np.percentile(stats, [2.5, 97.5]) if stats.size else (np.nan, np.nan))
+    lo, hi = np.percentile(stats, [2.5, 97.5]) if stats.size else (np.nan, np.nan)
     return {"per_point": est, "ci95": [float(lo), float(hi)], "total": float(d.sum()), "users": int(n), "boot": int(stats.size)}
 
 
@@ -188,73 +202,98 @@ def score_variants(events, cutoff, window_days, variants, config: FitConfig, arg
         t0 = time.perf_counter()
         mine = heldout_by_user(events, cutoff, window_days, hl, w, config, scale[0] if scale else None)
         scores[vname] = {
-            "loglik": mine["total"], "points": mine["points"], "per_point": mine["total"] / max(mine["points"], 1),
-            "sequences": mine["sequences"], "users": mine["users"], "expected_points": mine["expected_points"],
+            "loglik": mine["total"],
+            "points": mine["points"],
+            "per_point": mine["total"] / max(mine["points"], 1),
+            "sequences": mine["sequences"],
+            "users": mine["users"],
+            "expected_points": mine["expected_points"],
             "seconds": round(time.perf_counter() - t0, 2),
         }
         parts[vname] = mine
-    out = {"window_end": config.window_end, "heldout": scores, "test_points": scores["7d"]["points"],
-           "scored_sequences": scores["7d"]["sequences"], "scored_users": scores["7d"]["users"], "parts": parts}
+    out = {
+        "window_end": config.window_end,
+        "heldout": scores,
+        "test_points": scores["7d"]["points"],
+        "scored_sequences": scores["7d"]["sequences"],
+        "scored_users": scores["7d"]["users"],
+        "parts": parts,
+    }
     if "learned" in scores:
-        cmp = {f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
-               for a in ("learned", "learned-user", "global", "learned-nw", "global-nw") if a in parts for b in ("7d", "30d")}
+        cmp = {
+            f"{a}-{b}": bootstrap_diff(parts[a], parts[b], args.boot, args.seed)
+            for a in ("learned", "learned-user", "global", "learned-nw", "global-nw")
+            if a in parts
+            for b in ("7d", "30d")
+        }
         best = max(("7d", "30d"), key=lambda k: scores[k]["per_point"])
         out["best_fixed"] = best
         out["comparisons"] = cmp
         out["learned_minus_best_fixed"] = cmp[f"learned-{best}"]
-        out["learned_beats_both_fixed"] = bool(all(scores["learned"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
+        out["learned_beats_both_fixed"] = bool(
+            all(scores["learned"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d"))
+        )
         out["learned_beats_both_fixed_ci"] = bool(all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
         if "learned-user" in scores:
             out["learned_user_minus_best_fixed"] = cmp[f"learned-user-{best}"]
-            out["learned_user_beats_both_fixed"] = bool(all(scores["learned-user"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
+            out["learned_user_beats_both_fixed"] = bool(
+                all(scores["learned-user"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d"))
+            )
             out["learned_user_beats_both_fixed_ci"] = bool(all(cmp[f"learned-user-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")))
         if "learned-nw" in scores:
             out["learned_nw_minus_best_fixed"] = cmp[f"learned-nw-{best}"]
-            out["learned_nw_beats_both_fixed"] = bool(all(scores["learned-nw"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d")))
+            out["learned_nw_beats_both_fixed"] = bool(
+                all(scores["learned-nw"]["per_point"] > scores[k]["per_point"] for k in ("7d", "30d"))
+            )
     return out
 
 
 # -- one dataset -----------------------------------------------------------------------
 def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, args) -> dict:
-    out: dict = {"dataset": name, "path": str(path), "window_days": window_days,
-                 "window_reason": WINDOWS.get(name, (None, "given on the command line"))[1]}
+    out: dict = {
+        "dataset": name,
+        "path": str(path),
+        "window_days": window_days,
+        "window_reason": WINDOWS.get(name, (None, "given on the command line"))[1],
+    }
     t0 = time.perf_counter()
     store, report = open_events(path)
     last = store.last_time()
     events = store.scan()
     out["load_seconds"] = round(time.perf_counter() - t0, 2)
     if report is not None:
-        out["ingest"] = {k: getattr(report, k) for k in ("rows_read", "kept", "quarantined", "duplicates")
-                         if hasattr(report, k)}
+        out["ingest"] = {k: getattr(report, k) for k in ("rows_read", "kept", "quarantined", "duplicates") if hasattr(report, k)}
     if args.quick:
         events = subsample_users(events, args.quick_users, args.seed)
         out["quick_users"] = args.quick_users
-    last = last.replace(tzinfo=timezone.utc) if last.tzinfo is None else last.astimezone(timezone.utc)
+    last = last.replace(tzinfo=UTC) if last.tzinfo is None else last.astimezone(UTC)
     cutoff = last - timedelta(days=window_days)
     ts = events[schema.TIMESTAMP].cast(pa.timestamp("us"))
     cut_naive = pa.scalar(cutoff.replace(tzinfo=None), pa.timestamp("us"))
     n_train = int(pc.sum(pc.less_equal(ts, cut_naive)).as_py())
     types = pc.value_counts(events[schema.EVENT]).to_pylist()
     cats = events[schema.CATEGORY]
-    out.update({
-        "events": events.num_rows,
-        "users": len(pc.unique(events[schema.USER])),
-        "items": len(pc.unique(events[schema.ITEM])),
-        "categories": len(pc.unique(pc.drop_null(cats))),
-        "event_types": {t["values"]: t["counts"] for t in types},
-        "first_event": pc.min(ts).as_py().isoformat() + "Z",
-        "last_event": last.isoformat(),
-        "cutoff": cutoff.isoformat(),
-        "train_events": n_train,
-        "test_events": events.num_rows - n_train,
-        "fit_config": config.model_dump(),
-    })
+    out.update(
+        {
+            "events": events.num_rows,
+            "users": len(pc.unique(events[schema.USER])),
+            "items": len(pc.unique(events[schema.ITEM])),
+            "categories": len(pc.unique(pc.drop_null(cats))),
+            "event_types": {t["values"]: t["counts"] for t in types},
+            "first_event": pc.min(ts).as_py().isoformat() + "Z",
+            "last_event": last.isoformat(),
+            "cutoff": cutoff.isoformat(),
+            "train_events": n_train,
+            "test_events": events.num_rows - n_train,
+            "fit_config": config.model_dump(),
+        }
+    )
 
     # -- fit
     t0 = time.perf_counter()
     try:
         model = fit_decay(events, cutoff, config)
-    except Exception as exc:  # report and go on: the fixed baselines are still scored
+    except Exception as exc:  # noqa: BLE001 - report and go on: the fixed baselines are still scored
         model = None
         out["fit_error"] = f"{type(exc).__name__}: {exc}"
         out["fit_traceback"] = traceback.format_exc(limit=-4)
@@ -262,37 +301,58 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
     if model is not None:
         cat_days = [v.days for v in model.by_category.values()]
         dense = [v.days for v in model.by_category.values() if v.points >= config.min_points]
-        bounded = [v for v in model.by_category.values() if v.low > config.grid_min_days * 1.0001 and v.high < config.grid_max_days * 0.9999]
+        bounded = [
+            v
+            for v in model.by_category.values()
+            if v.low > config.grid_min_days * 1.0001 and v.high < config.grid_max_days * 0.9999
+        ]
         g = model.global_half_life
-        out.update({
-            "train_points": model.diagnostics.get("points"),
-            "train_sequences": model.diagnostics.get("sequences"),
-            "global_half_life": half_life_dict(g),
-            "global_outside_interval": not (g.low <= g.days <= g.high),
-            "global_outside_grid": not (config.grid_min_days <= g.days <= config.grid_max_days),
-            "by_event": {k: half_life_dict(v) for k, v in model.by_event.items()},
-            "weights": model.weights,
-            "prior_log_sd": model.prior_log_sd,
-            "per_category_half_life": {
-                "n": len(cat_days), "p10": pct(cat_days, 10), "median": pct(cat_days, 50), "p90": pct(cat_days, 90),
-                "with_min_points": {"n": len(dense), "p10": pct(dense, 10), "median": pct(dense, 50), "p90": pct(dense, 90)},
-                "bounded_intervals": len(bounded),
-            },
-        })
+        out.update(
+            {
+                "train_points": model.diagnostics.get("points"),
+                "train_sequences": model.diagnostics.get("sequences"),
+                "global_half_life": half_life_dict(g),
+                "global_outside_interval": not (g.low <= g.days <= g.high),
+                "global_outside_grid": not (config.grid_min_days <= g.days <= config.grid_max_days),
+                "by_event": {k: half_life_dict(v) for k, v in model.by_event.items()},
+                "weights": model.weights,
+                "prior_log_sd": model.prior_log_sd,
+                "per_category_half_life": {
+                    "n": len(cat_days),
+                    "p10": pct(cat_days, 10),
+                    "median": pct(cat_days, 50),
+                    "p90": pct(cat_days, 90),
+                    "with_min_points": {"n": len(dense), "p10": pct(dense, 10), "median": pct(dense, 50), "p90": pct(dense, 90)},
+                    "bounded_intervals": len(bounded),
+                },
+            }
+        )
         weights = model.weights
         learned = {k: v.days for k, v in model.by_category.items()}
         learned["__global__"] = g.days
-        variants = [("learned", learned, weights), ("learned-user", learned, weights, model.user_scale), ("global", g.days, weights)]
+        variants = [
+            ("learned", learned, weights),
+            ("learned-user", learned, weights, model.user_scale),
+            ("global", g.days, weights),
+        ]
         out["user_scale"] = {
-            "users": len(model.user_scale), "log_sd": model.user_scale_log_sd,
-            "quantiles": dict(zip(("p05", "p25", "p50", "p75", "p95"),
-                                  np.quantile(list(model.user_scale.values()) or [1.0], [0.05, 0.25, 0.5, 0.75, 0.95]).tolist())),
+            "users": len(model.user_scale),
+            "log_sd": model.user_scale_log_sd,
+            "quantiles": dict(
+                zip(
+                    ("p05", "p25", "p50", "p75", "p95"),
+                    np.quantile(list(model.user_scale.values()) or [1.0], [0.05, 0.25, 0.5, 0.75, 0.95]).tolist(),
+                )
+            ),
         }
         # The same model with half-lives chosen for forecasting: the last window-long stretch of
         # the training period is predicted from what came before it (objective="next_window").
         t1 = time.perf_counter()
-        nw = fit_decay(events, cutoff, config.model_copy(update={"objective": "next_window", "validation_days": window_days,
-                                                                 "per_user": False}))
+        nw = fit_decay(
+            events,
+            cutoff,
+            config.model_copy(update={"objective": "next_window", "validation_days": window_days, "per_user": False}),
+        )
         out["fit_seconds_next_window"] = round(time.perf_counter() - t1, 2)
         out["global_half_life_next_window"] = half_life_dict(nw.global_half_life)
         learned_nw = {k: v.days for k, v in nw.by_category.items()} | {"__global__": nw.global_half_life.days}
@@ -300,7 +360,7 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
     else:
         weights = {}
         variants = []
-    unit = {e: 1.0 for e in out["event_types"]}
+    unit = dict.fromkeys(out["event_types"], 1.0)
     if not weights:
         weights = unit
     variants += [("7d", FIXED[0], weights), ("30d", FIXED[1], weights), ("7d-unit", FIXED[0], unit)]
@@ -327,8 +387,9 @@ def run_dataset(name: str, path: Path, window_days: float, config: FitConfig, ar
 ROLLING_VARIANTS = ("learned", "learned-user", "global", "7d", "30d")
 
 
-def rolling_origins(events: pa.Table, last: datetime, window_days: float, config: FitConfig, args, first: dict,
-                    first_parts: dict) -> dict:
+def rolling_origins(
+    events: pa.Table, last: datetime, window_days: float, config: FitConfig, args, first: dict, first_parts: dict
+) -> dict:
     """The same comparison at ``args.origins`` back-to-back test windows ending at the last event.
 
     Origin j (1 = the main table's) has its cutoff at ``last - j * window``: it is fitted on the
@@ -337,9 +398,16 @@ def rolling_origins(events: pa.Table, last: datetime, window_days: float, config
     """
     score_config = config.model_copy(update={"window_end": args.score_modes[0]})
     fit_config = config.model_copy(update={"fit_by_event": False})  # per-type half-lives are not scored here
-    origins = [{"origin": 1, "cutoff": first["cutoff"], "global_half_life_days": first["global_half_life"]["days"],
-                "fit_seconds": first["fit_seconds"], "points": first["test_points"],
-                "per_point": {v: first["heldout"][v]["per_point"] for v in ROLLING_VARIANTS}}]
+    origins = [
+        {
+            "origin": 1,
+            "cutoff": first["cutoff"],
+            "global_half_life_days": first["global_half_life"]["days"],
+            "fit_seconds": first["fit_seconds"],
+            "points": first["test_points"],
+            "per_point": {v: first["heldout"][v]["per_point"] for v in ROLLING_VARIANTS},
+        }
+    ]
     parts = {v: [first_parts[v]] for v in ROLLING_VARIANTS}
     for j in range(2, args.origins + 1):
         cutoff = last - timedelta(days=window_days * j)
@@ -347,39 +415,71 @@ def rolling_origins(events: pa.Table, last: datetime, window_days: float, config
         t0 = time.perf_counter()
         try:
             model = fit_decay(events, cutoff, fit_config)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a bench reports a failure and goes on
             row["error"] = f"{type(exc).__name__}: {exc}"
             origins.append(row)
             break
         row["fit_seconds"] = round(time.perf_counter() - t0, 2)
         row["global_half_life_days"] = model.global_half_life.days
         learned = {k: v.days for k, v in model.by_category.items()} | {"__global__": model.global_half_life.days}
-        hls = {"learned": learned, "learned-user": learned, "global": model.global_half_life.days, "7d": FIXED[0], "30d": FIXED[1]}
+        hls = {
+            "learned": learned,
+            "learned-user": learned,
+            "global": model.global_half_life.days,
+            "7d": FIXED[0],
+            "30d": FIXED[1],
+        }
         row["per_point"] = {}
         for v in ROLLING_VARIANTS:
-            p = heldout_by_user(events, cutoff, window_days, hls[v], model.weights, score_config,
-                                model.user_scale if v == "learned-user" else None)
+            p = heldout_by_user(
+                events,
+                cutoff,
+                window_days,
+                hls[v],
+                model.weights,
+                score_config,
+                model.user_scale if v == "learned-user" else None,
+            )
             parts[v].append(p)
             row["per_point"][v] = p["total"] / max(p["points"], 1)
             row["points"] = p["points"]
         origins.append(row)
-        print(f"    origin {j} ({cutoff:%Y-%m-%d %H:%M}): h {model.global_half_life.days:.3g} d, "
-              f"{row['points']} test points, learned {row['per_point']['learned']:.4f} 7d {row['per_point']['7d']:.4f} "
-              f"30d {row['per_point']['30d']:.4f}", file=sys.stderr, flush=True)
+        print(
+            f"    origin {j} ({cutoff:%Y-%m-%d %H:%M}): h {model.global_half_life.days:.3g} d, "
+            f"{row['points']} test points, learned {row['per_point']['learned']:.4f} 7d {row['per_point']['7d']:.4f} "
+            f"30d {row['per_point']['30d']:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
     pooled = {v: pool_by_user(parts[v]) for v in ROLLING_VARIANTS}
     points = int(pooled["7d"]["user_pts"].sum())
-    out = {"origins": origins, "points": points, "users": int(pooled["7d"]["user_ids"].size),
-           "per_point": {v: float(pooled[v]["user_ll"].sum()) / max(points, 1) for v in ROLLING_VARIANTS}}
+    out = {
+        "origins": origins,
+        "points": points,
+        "users": int(pooled["7d"]["user_ids"].size),
+        "per_point": {v: float(pooled[v]["user_ll"].sum()) / max(points, 1) for v in ROLLING_VARIANTS},
+    }
     if points >= MIN_TEST_POINTS:
-        cmp = {f"{a}-{b}": bootstrap_diff(pooled[a], pooled[b], args.boot, args.seed)
-               for a in ("learned", "learned-user", "global") for b in ("7d", "30d")}
+        cmp = {
+            f"{a}-{b}": bootstrap_diff(pooled[a], pooled[b], args.boot, args.seed)
+            for a in ("learned", "learned-user", "global")
+            for b in ("7d", "30d")
+        }
         best = max(("7d", "30d"), key=lambda k: out["per_point"][k])
-        out.update({"comparisons": cmp, "best_fixed": best, "learned_minus_best_fixed": cmp[f"learned-{best}"],
-                    "learned_beats_both_fixed": all(out["per_point"]["learned"] > out["per_point"][k] for k in ("7d", "30d")),
-                    "learned_beats_both_fixed_ci": all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")),
-                    "learned_user_minus_best_fixed": cmp[f"learned-user-{best}"],
-                    "learned_user_beats_both_fixed": all(out["per_point"]["learned-user"] > out["per_point"][k] for k in ("7d", "30d")),
-                    "learned_user_beats_both_fixed_ci": all(cmp[f"learned-user-{k}"]["ci95"][0] > 0 for k in ("7d", "30d"))})
+        out.update(
+            {
+                "comparisons": cmp,
+                "best_fixed": best,
+                "learned_minus_best_fixed": cmp[f"learned-{best}"],
+                "learned_beats_both_fixed": all(out["per_point"]["learned"] > out["per_point"][k] for k in ("7d", "30d")),
+                "learned_beats_both_fixed_ci": all(cmp[f"learned-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")),
+                "learned_user_minus_best_fixed": cmp[f"learned-user-{best}"],
+                "learned_user_beats_both_fixed": all(
+                    out["per_point"]["learned-user"] > out["per_point"][k] for k in ("7d", "30d")
+                ),
+                "learned_user_beats_both_fixed_ci": all(cmp[f"learned-user-{k}"]["ci95"][0] > 0 for k in ("7d", "30d")),
+            }
+        )
     return out
 
 
@@ -419,15 +519,21 @@ def heldout_table(results: list[dict], mode: str, meta: dict) -> list[str]:
         n = sc["test_points"]
         expected = f"{n:,} ({s['7d']['expected_points']:,.0f})"
         if n < MIN_TEST_POINTS:
-            lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | too few test points: "
-                         f"sequences do not recur after the cutoff | | | | | | | | | | n/a |")
+            lines.append(
+                f"| {r['dataset']} | {r['window_days']:g} d | {expected} | too few test points: "
+                f"sequences do not recur after the cutoff | | | | | | | | | | n/a |"
+            )
             continue
-        pp = {k: fmt(s[k]["per_point"]) if k in s else "fit failed"
-              for k in ("learned", "learned-user", "global", "learned-nw", "global-nw", "7d", "30d", "7d-unit")}
+        pp = {
+            k: fmt(s[k]["per_point"]) if k in s else "fit failed"
+            for k in ("learned", "learned-user", "global", "learned-nw", "global-nw", "7d", "30d", "7d-unit")
+        }
         d1, v1 = diff_and_verdict(sc, "learned")
         d2, v2 = diff_and_verdict(sc, "learned_user")
-        lines.append(f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['learned-user']} | {pp['global']} | "
-                     f"{pp['learned-nw']} | {pp['global-nw']} | {pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {d1} | {d2} | {v1} / {v2} |")
+        lines.append(
+            f"| {r['dataset']} | {r['window_days']:g} d | {expected} | {pp['learned']} | {pp['learned-user']} | {pp['global']} | "
+            f"{pp['learned-nw']} | {pp['global-nw']} | {pp['7d']} | {pp['30d']} | {pp['7d-unit']} | {d1} | {d2} | {v1} / {v2} |"
+        )
     return lines
 
 
@@ -443,13 +549,17 @@ def diff_and_verdict(sc: dict, key: str) -> tuple[str, str]:
 
 def rolling_table(results: list[dict], meta: dict) -> list[str]:
     lines = [
-        f"**Rolling origins, scored as the first table**: {meta['origins']} back-to-back test windows ending at the "
-        "last event, each fitted only on the events before its own cutoff (origin 1 is the table above). Per-point "
-        "log-likelihood pooled over the windows; the interval resamples users (each user's terms summed over the windows).",
+        (
+            f"**Rolling origins, scored as the first table**: {meta['origins']} back-to-back test windows ending at the "
+            "last event, each fitted only on the events before its own cutoff (origin 1 is the table above). Per-point "
+            "log-likelihood pooled over the windows; the interval resamples users (each user's terms summed over the windows)."
+        ),
         "",
-        "| dataset | windows | test points | learned | learned, per user | global | 7d | 30d | learned - best fixed, pooled [95% CI] | "
-        "learned per user - best fixed, pooled [95% CI] | learned - best fixed, per window (oldest first) | "
-        "learned per user - best fixed, per window | learned half-life per window | learned beats both (per category / per user) |",
+        (
+            "| dataset | windows | test points | learned | learned, per user | global | 7d | 30d | learned - best fixed, pooled [95% CI] | "
+            "learned per user - best fixed, pooled [95% CI] | learned - best fixed, per window (oldest first) | "
+            "learned per user - best fixed, per window | learned half-life per window | learned beats both (per category / per user) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -458,8 +568,10 @@ def rolling_table(results: list[dict], meta: dict) -> list[str]:
             continue
         done = [o for o in ro["origins"] if "per_point" in o]
         if "comparisons" not in ro:
-            lines.append(f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | too few test points "
-                         "| | | | | | | | | | n/a |")
+            lines.append(
+                f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | too few test points "
+                "| | | | | | | | | | n/a |"
+            )
             continue
         pp = ro["per_point"]
         best = ro["best_fixed"]
@@ -468,28 +580,32 @@ def rolling_table(results: list[dict], meta: dict) -> list[str]:
         per = ", ".join(fmt(o["per_point"]["learned"] - o["per_point"][best]) for o in reversed(done))
         per_user = ", ".join(fmt(o["per_point"]["learned-user"] - o["per_point"][best]) for o in reversed(done))
         hl = ", ".join(fmt_days(o["global_half_life_days"]) for o in reversed(done))
-        lines.append(f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | {fmt(pp['learned'])} | "
-                     f"{fmt(pp['learned-user'])} | {fmt(pp['global'])} | {fmt(pp['7d'])} | {fmt(pp['30d'])} | {d1} | {d2} | "
-                     f"{per} | {per_user} | {hl} | {v1} / {v2} |")
+        lines.append(
+            f"| {r['dataset']} | {len(done)} x {r['window_days']:g} d | {ro['points']:,} | {fmt(pp['learned'])} | "
+            f"{fmt(pp['learned-user'])} | {fmt(pp['global'])} | {fmt(pp['7d'])} | {fmt(pp['30d'])} | {d1} | {d2} | "
+            f"{per} | {per_user} | {hl} | {v1} / {v2} |"
+        )
     return lines
 
 
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [
-        "Held-out log-likelihood per scored point (nats, higher is better) of the engagement points in the "
-        "last window, for sequences (user x category) seen before the cutoff. learned: per-category half-lives; "
-        "learned, per user: the same times each user's learned multiplier (FitConfig(per_user=True)); "
-        "global: the learned pooled half-life; 7d / 30d: fixed half-lives, all four with the same learned "
-        "event weights; 7d-unit: 7 days with unit weights (identical to 7d when the log has one event type). "
-        f"Difference: learned - best of 7d/30d, 95% bootstrap interval over users (B={meta['boot']}, fitted "
-        "parameters held fixed). Expected: the model's predicted number of test points (7d variant).",
+        (
+            "Held-out log-likelihood per scored point (nats, higher is better) of the engagement points in the "
+            "last window, for sequences (user x category) seen before the cutoff. learned: per-category half-lives; "
+            "learned, per user: the same times each user's learned multiplier (FitConfig(per_user=True)); "
+            "global: the learned pooled half-life; 7d / 30d: fixed half-lives, all four with the same learned "
+            "event weights; 7d-unit: 7 days with unit weights (identical to 7d when the log has one event type). "
+            f"Difference: learned - best of 7d/30d, 95% bootstrap interval over users (B={meta['boot']}, fitted "
+            "parameters held fixed). Expected: the model's predicted number of test points (7d variant)."
+        ),
         "",
     ]
     titles = {
         "user_last_event": "Scored as heldout_loglik's default: baselines fitted on windows that close at each user's last event "
-                           "(fit_decay's default), then run over the whole test window for every seen sequence.",
+        "(fit_decay's default), then run over the whole test window for every seen sequence.",
         "now": "Scored with window_end='now': baselines fitted on windows open until the cutoff, the same exposure "
-               "as the test window.",
+        "as the test window.",
     }
     for mode in meta["score_modes"]:
         lines += [f"**{titles.get(mode, mode)}**", ""] + heldout_table(results, mode, meta) + [""]
@@ -509,28 +625,40 @@ def markdown(results: list[dict], meta: dict) -> str:
             if r["global_outside_interval"] or r["global_outside_grid"]:
                 ghl += " (estimate outside its interval / the grid)"
             c = r["per_category_half_life"]
-            spread = f"{fmt_days(c['p10'])} / {fmt_days(c['median'])} / {fmt_days(c['p90'])} ({c['n']} cat.)" if c["n"] else "no categories"
+            spread = (
+                f"{fmt_days(c['p10'])} / {fmt_days(c['median'])} / {fmt_days(c['p90'])} ({c['n']} cat.)"
+                if c["n"]
+                else "no categories"
+            )
             wts = ", ".join(f"{k} {v:.2f}" for k, v in r["weights"].items())
         else:
             ghl, spread, wts = f"fit failed: {r.get('fit_error', '')[:80]}", "", ""
-        lines.append(f"| {r['dataset']} | {r['events']:,} | {r['users']:,} | {r['categories']:,} | "
-                     f"{r['train_events']:,} / {r['test_events']:,} | {r.get('train_points') or 0:,} | {r['fit_seconds']:.0f} | "
-                     f"{ghl} | {spread} | {wts} |")
+        lines.append(
+            f"| {r['dataset']} | {r['events']:,} | {r['users']:,} | {r['categories']:,} | "
+            f"{r['train_events']:,} / {r['test_events']:,} | {r.get('train_points') or 0:,} | {r['fit_seconds']:.0f} | "
+            f"{ghl} | {spread} | {wts} |"
+        )
     lines += ["", "Windows and grids:", ""]
     for r in results:
         if "error" in r:
             continue
         fc = r["fit_config"]
-        lines.append(f"- {r['dataset']}: cutoff {r['cutoff']} (window {r['window_days']:g} d: {r['window_reason']}); "
-                     f"half-life grid {fmt_days(fc['grid_min_days'])} .. {fmt_days(fc['grid_max_days'])}, {fc['grid_points']} points.")
+        lines.append(
+            f"- {r['dataset']}: cutoff {r['cutoff']} (window {r['window_days']:g} d: {r['window_reason']}); "
+            f"half-life grid {fmt_days(fc['grid_min_days'])} .. {fmt_days(fc['grid_max_days'])}, {fc['grid_points']} points."
+        )
         if r.get("user_scale", {}).get("users"):
             us = r["user_scale"]
             q = us["quantiles"]
-            lines.append(f"  Per-user multipliers: {us['users']:,} users, prior sd of the log {us['log_sd']:.2f}, "
-                         f"p05 / p25 / p50 / p75 / p95 = {q['p05']:.2f} / {q['p25']:.2f} / {q['p50']:.2f} / {q['p75']:.2f} / {q['p95']:.2f}.")
+            lines.append(
+                f"  Per-user multipliers: {us['users']:,} users, prior sd of the log {us['log_sd']:.2f}, "
+                f"p05 / p25 / p50 / p75 / p95 = {q['p05']:.2f} / {q['p25']:.2f} / {q['p50']:.2f} / {q['p75']:.2f} / {q['p95']:.2f}."
+            )
     lines.append("")
-    lines.append(f"Run: {meta['total_seconds']:.0f} s total on {meta['machine']}{' (--quick)' if meta['quick'] else ''}; "
-                 f"fit.py sha256 {meta['fit_py_sha256'][:12]}.")
+    lines.append(
+        f"Run: {meta['total_seconds']:.0f} s total on {meta['machine']}{' (--quick)' if meta['quick'] else ''}; "
+        f"fit.py sha256 {meta['fit_py_sha256'][:12]}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -539,22 +667,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--window-days", default=None,
-                        help="days for all datasets, or name=days,...; default per dataset: " +
-                             ", ".join(f"{k}={v[0]:g}" for k, v in WINDOWS.items()))
+    parser.add_argument(
+        "--window-days",
+        default=None,
+        help="days for all datasets, or name=days,...; default per dataset: "
+        + ", ".join(f"{k}={v[0]:g}" for k, v in WINDOWS.items()),
+    )
     parser.add_argument("--out", type=Path, default=root / "bench" / "results" / "decay_fit.json")
-    parser.add_argument("--quick", action="store_true", help="a small smoke run: a user sample, a coarse grid, fewer EM iterations")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small smoke run: a user sample, a coarse grid, fewer EM iterations"
+    )
     parser.add_argument("--quick-users", type=int, default=3000)
     parser.add_argument("--default-grid", action="store_true", help="FitConfig's default half-life grid for every dataset")
     parser.add_argument("--grid-points", type=int, default=None, help="override the grid's point count")
-    parser.add_argument("--fit-option", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any other FitConfig field, e.g. --fit-option em_iterations=120 (repeatable)")
+    parser.add_argument(
+        "--fit-option",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other FitConfig field, e.g. --fit-option em_iterations=120 (repeatable)",
+    )
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of users")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--origins", type=int, default=4,
-                        help="back-to-back test windows for the rolling-origin table (1: the last window only)")
-    parser.add_argument("--score-window-end", default="user_last_event,now",
-                        help="window_end settings to score with (comma list; the first is the main one)")
+    parser.add_argument(
+        "--origins", type=int, default=4, help="back-to-back test windows for the rolling-origin table (1: the last window only)"
+    )
+    parser.add_argument(
+        "--score-window-end",
+        default="user_last_event,now",
+        help="window_end settings to score with (comma list; the first is the main one)",
+    )
     args = parser.parse_args(argv)
 
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -565,14 +707,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         path = args.data / name / "events.csv.gz"
         config = grid_config(name, args.default_grid, args.grid_points, args.quick, parse_options(args.fit_option))
-        print(f"[{time.perf_counter() - started:6.0f} s] {name}: window {windows[name]:g} d, "
-              f"grid {config.grid_min_days:.4g}..{config.grid_max_days:g} d x {config.grid_points}", file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - started:6.0f} s] {name}: window {windows[name]:g} d, "
+            f"grid {config.grid_min_days:.4g}..{config.grid_max_days:g} d x {config.grid_points}",
+            file=sys.stderr,
+            flush=True,
+        )
         if not path.exists():
             results.append({"dataset": name, "error": f"{path} not found"})
             continue
         try:
             r = run_dataset(name, path, windows[name], config, args)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a bench reports a failure and goes on
             r = {"dataset": name, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         results.append(r)
         msg = r.get("error") or r.get("fit_error") or f"fit {r['fit_seconds']:.0f} s"
@@ -580,13 +726,18 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "what": "learned vs fixed half-lives, next-window held-out log-likelihood (decayrec.decay.fit.heldout_loglik)",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "quick": args.quick, "boot": args.boot, "origins": args.origins, "score_modes": args.score_modes, "seed": args.seed, "default_grid": args.default_grid,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "boot": args.boot,
+        "origins": args.origins,
+        "score_modes": args.score_modes,
+        "seed": args.seed,
+        "default_grid": args.default_grid,
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
         "argv": sys.argv[1:],
         "fit_py_sha256": FIT_PY_SHA256,
         "bootstrap": "users resampled with replacement; per-user held-out terms with fitted baselines and "
-                     "excitations fixed (test-sample uncertainty of the comparison, not refitting noise)",
+        "excitations fixed (test-sample uncertainty of the comparison, not refitting noise)",
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     md = markdown(results, meta)

@@ -27,15 +27,25 @@ def one(seed: int, users: int, objective: str = "likelihood", window_end: str = 
     truth = sim.truth["half_life_days"]["by_category"]
     consumable = set(sim.truth["consumable_cycles_days"])
     started = time.perf_counter()
-    model = fit_decay(sim.events, parse_time(sim.truth["end"]), FitConfig(fit_by_event=False, objective=objective,
-                                                                                window_end=window_end))
+    model = fit_decay(
+        sim.events, parse_time(sim.truth["end"]), FitConfig(fit_by_event=False, objective=objective, window_end=window_end)
+    )
     seconds = time.perf_counter() - started
     rows = []
     for c, h in truth.items():
         fit = model.by_category[c]
         rows.append(
-            {"category": c, "true": h, "fitted": fit.days, "low": fit.low, "high": fit.high, "points": fit.points,
-             "consumable": c in consumable, "rel_error": abs(fit.days - h) / h, "inside": fit.low <= h <= fit.high}
+            {
+                "category": c,
+                "true": h,
+                "fitted": fit.days,
+                "low": fit.low,
+                "high": fit.high,
+                "points": fit.points,
+                "consumable": c in consumable,
+                "rel_error": abs(fit.days - h) / h,
+                "inside": fit.low <= h <= fit.high,
+            }
         )
     plain = [r for r in rows if not r["consumable"]]
     cons = [r for r in rows if r["consumable"]]
@@ -65,11 +75,15 @@ def main() -> None:
     results = [one(int(s), args.users, args.objective, args.window_end) for s in args.seeds.split(",")]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print("| seed | events | fit s | median error, decay-model categories | 95% interval coverage | median error, consumable categories |")
+    print(
+        "| seed | events | fit s | median error, decay-model categories | 95% interval coverage | median error, consumable categories |"
+    )
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['seed']} | {r['events']:,} | {r['fit_seconds']} | {r['median_rel_error_plain']:.1%} ({r['categories_plain']}) "
-              f"| {r['coverage_plain']:.0%} | {r['median_rel_error_consumable']:.1%} ({r['categories_consumable']}) |")
+        print(
+            f"| {r['seed']} | {r['events']:,} | {r['fit_seconds']} | {r['median_rel_error_plain']:.1%} ({r['categories_plain']}) "
+            f"| {r['coverage_plain']:.0%} | {r['median_rel_error_consumable']:.1%} ({r['categories_consumable']}) |"
+        )
 
 
 if __name__ == "__main__":

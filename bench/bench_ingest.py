@@ -65,8 +65,12 @@ def _child(csv: str, store: str) -> None:
         stored = s.count()
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "stored": stored} | {
-        k: report.to_dict()[k] for k in ("rows_read", "kept", "quarantined", "duplicates")}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mib": peak_mib, "stored": stored}
+            | {k: report.to_dict()[k] for k in ("rows_read", "kept", "quarantined", "duplicates")}
+        )
+    )
 
 
 def _stages(csv: str) -> None:

@@ -156,7 +156,11 @@ def markdown(results: list[dict]) -> str:
         "| dataset | horizon | users | lapsed | model | ROC-AUC | PR-AUC | Brier | precision | recall | F1 | fit s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    diffs = ["", "| dataset | ROC-AUC diff [95% CI] | Brier diff [95% CI] (lower is better) | learned beats BG/NBD on both |", "|---|---|---|---|"]
+    diffs = [
+        "",
+        "| dataset | ROC-AUC diff [95% CI] | Brier diff [95% CI] (lower is better) | learned beats BG/NBD on both |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         if "skipped" in r:
             lines.append(f"| {r['dataset']} | {r['horizon_days']:g} d | | | | {r['skipped']} | | | | | | |")

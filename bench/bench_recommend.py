@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from decayrec.errors import InputError
 from decayrec.evaluate import bootstrap_ci, evaluate, quantile_split, time_split
 from decayrec.evaluate.metrics import summarise
 from decayrec.evaluate.runner import json_safe, result_entry
@@ -60,11 +61,19 @@ PEERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "covisit": ("covisit", [{"window_hours": w} for w in (1.0, 24.0, 720.0, 24.0 * FOREVER)]),
     "implicit-als": (
         "als",
-        [{"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15} for f in (32, 128, 256) for a in (0.5, 1.0, 4.0, 16.0)],
+        [
+            {"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15}
+            for f in (32, 128, 256)
+            for a in (0.5, 1.0, 4.0, 16.0)
+        ],
     ),
     "implicit-bpr": (
         "bpr",
-        [{"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100} for f in (64, 256) for lr in (0.01, 0.03, 0.1)],
+        [
+            {"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100}
+            for f in (64, 256)
+            for lr in (0.01, 0.03, 0.1)
+        ],
     ),
     "implicit-itemknn": (
         "itemknn",
@@ -141,7 +150,7 @@ def rolling(events: pa.Table, n: int = ROLLING_CUTOFFS) -> list:
         cut = datetime(1970, 1, 1) + timedelta(microseconds=int(ts[int(np.ceil(ts.size * q)) - 1]))
         try:
             out.append(time_split(events, cut, 1.0))
-        except Exception:  # no session spans this cutoff
+        except InputError:  # no session spans this cutoff
             continue
     return out
 
@@ -206,17 +215,23 @@ def tune_peers(vals: list, exclude: bool) -> dict[str, dict[str, Any]]:
                 params = params | {"fill_half_life_days": pop_h}
             try:
                 pooled = Pooled(vals, 0)
-                pooled.add({name: lambda s, p=params: peer(base, p, exclude)})
+                pooled.add({name: lambda s, p=params, b=base: peer(b, p, exclude)})
                 scores.append(pooled.ndcg(name))
-            except Exception as exc:  # a peer that cannot run is reported, not hidden
+            except Exception as exc:  # noqa: BLE001 - a setting a peer cannot fit scores nothing  # a peer that cannot run is reported, not hidden
                 log(f"  {name} {params}: {type(exc).__name__}: {exc}")
                 scores.append(float("nan"))
         best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
         params = grid[best] | ({"fill_half_life_days": pop_h} if name == "repeat" else {})
         if name == "pop-decay":
             pop_h = params["half_life_days"]
-        out[name] = {"base": base, "params": params, "validation_ndcg": scores[best], "grid": grid, "grid_ndcg": scores,
-                     "tune_seconds": round(time.perf_counter() - started, 1)}
+        out[name] = {
+            "base": base,
+            "params": params,
+            "validation_ndcg": scores[best],
+            "grid": grid,
+            "grid_ndcg": scores,
+            "tune_seconds": round(time.perf_counter() - started, 1),
+        }
         log(f"  tuned {name}: {params} (validation NDCG {scores[best]:.4f}) in {out[name]['tune_seconds']:.0f}s")
     return out
 
@@ -233,9 +248,11 @@ def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
     events, source = load(name)
     kind, tests, vals = splits_for(events)
     exclude = no_repeats(tests[0].train)
-    log(f"{name}: {events.num_rows:,} events; {kind} protocol, {len(tests)} test cutoff(s) from {tests[0].cutoff:%Y-%m-%d %H:%M}, "
+    log(
+        f"{name}: {events.num_rows:,} events; {kind} protocol, {len(tests)} test cutoff(s) from {tests[0].cutoff:%Y-%m-%d %H:%M}, "
         f"{tests[0].horizon_days:g}-day window, {sum(t.n_users for t in tests):,} units; validation "
-        f"{sum(v.n_users for v in vals):,} units; peers exclude seen items: {exclude}")
+        f"{sum(v.n_users for v in vals):,} units; peers exclude seen items: {exclude}"
+    )
     tuned = tune_peers(vals, exclude)
     cards: list[dict[str, Any]] = []
     pooled = Pooled(tests, bootstrap)
@@ -290,8 +307,10 @@ def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
         if mine.size == main.size:
             doc["vs_best_own_source"] = paired(main, mine)
     doc["seconds"] = round(time.perf_counter() - started, 1)
-    log(f"{name}: decayrec {rows[0]['ndcg']:.4f} vs {best_peer['name']} {best_peer['ndcg']:.4f} "
-        f"(x{doc['ratio_to_best_peer'] or float('nan'):.3f}); served {doc['cards_served']}; {doc['seconds']:.0f}s")
+    log(
+        f"{name}: decayrec {rows[0]['ndcg']:.4f} vs {best_peer['name']} {best_peer['ndcg']:.4f} "
+        f"(x{doc['ratio_to_best_peer'] or float('nan'):.3f}); served {doc['cards_served']}; {doc['seconds']:.0f}s"
+    )
     return doc
 
 
@@ -303,8 +322,10 @@ def scale(users: int) -> dict[str, Any]:
     now = events["timestamp"][-1].as_py() + timedelta(seconds=1)
     ids = pc.unique(events["user_id"]).to_pylist()[:10_000]
     out: dict[str, Any] = {"users": users, "events": events.num_rows}
-    for name, model in (("decayrec", make_model("decayrec", log=lambda line: log("  " + line))),
-                        ("implicit-als", make_model("als", factors=128, alpha=4.0, regularization=0.05))):
+    for name, model in (
+        ("decayrec", make_model("decayrec", log=lambda line: log("  " + line))),
+        ("implicit-als", make_model("als", factors=128, alpha=4.0, regularization=0.05)),
+    ):
         started = time.perf_counter()
         model.fit(events, now)
         fit = time.perf_counter() - started
@@ -330,18 +351,31 @@ def chose(card: dict[str, Any]) -> str:
     s = card["ranker_settings"]
     if card["served"] != "ranker":
         return f"serves {card['served']} (floor; horizon {card['horizon_days']:.3g} d)"
-    return (f"ranker: horizon {card['horizon_days']:.3g} d, {s['train_windows']} x {s['label_days']:.3g} d windows, "
-            f"{'+'.join(x for x in s['sources'] if x != 'popular')}, budget {s['budget']}, {s['num_leaves']} leaves"
-            + (", own items left out" if s["exclude_seen"] else ""))
+    return (
+        f"ranker: horizon {card['horizon_days']:.3g} d, {s['train_windows']} x {s['label_days']:.3g} d windows, "
+        f"{'+'.join(x for x in s['sources'] if x != 'popular')}, budget {s['budget']}, {s['num_leaves']} leaves"
+        + (", own items left out" if s["exclude_seen"] else "")
+    )
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    out = [f"# Recommendation benchmark (k = {K})", "", f"Command: `{doc['command']}`  ",
-           f"Total {doc['seconds']:.0f} s on {doc['machine']}.", "", __doc__.split("\n\n", 2)[2].strip(), ""]
-    out += ["## decayrec at its defaults against the best tuned peer", "",
-            "NDCG@20 on the test window; differences are paired over users with 95% bootstrap intervals.", "",
-            "| dataset | users | decayrec | best tuned peer | ratio | decayrec - best peer | best own source (test) | decayrec - own source | what decayrec chose | decayrec fit s | ALS fit s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"# Recommendation benchmark (k = {K})",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Total {doc['seconds']:.0f} s on {doc['machine']}.",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+    ]
+    out += [
+        "## decayrec at its defaults against the best tuned peer",
+        "",
+        "NDCG@20 on the test window; differences are paired over users with 95% bootstrap intervals.",
+        "",
+        "| dataset | users | decayrec | best tuned peer | ratio | decayrec - best peer | best own source (test) | decayrec - own source | what decayrec chose | decayrec fit s | ALS fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["datasets"]:
         rows = {m["name"]: m for m in r["models"]}
         main, best = rows["decayrec"], rows[r["best_peer"]]
@@ -354,36 +388,61 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     for r in doc["datasets"]:
         p = r["protocol"]
-        where = (f"Cutoff {p['cutoff'][:19]}, test window {p['horizon_days']:g} days" if p["kind"] == "global" else
-                 f"A session log: {len(p['cutoffs'])} cutoffs at the event-time quantiles 90%, 91%, ... ({p['cutoffs'][0][:16]} .. "
-                 f"{p['cutoffs'][-1][:16]}), every model refitted at each and scored on the next day; units are (cutoff, session) pairs")
-        out += ["", f"## {r['dataset']}", "",
+        where = (
+            f"Cutoff {p['cutoff'][:19]}, test window {p['horizon_days']:g} days"
+            if p["kind"] == "global"
+            else f"A session log: {len(p['cutoffs'])} cutoffs at the event-time quantiles 90%, 91%, ... ({p['cutoffs'][0][:16]} .. "
+            f"{p['cutoffs'][-1][:16]}), every model refitted at each and scored on the next day; units are (cutoff, session) pairs"
+        )
+        out += [
+            "",
+            f"## {r['dataset']}",
+            "",
+            (
                 f"{where}, {p['users_evaluated']:,} units evaluated "
                 f"({p['users_repeat']:,} with repeat items, {p['users_new']:,} with new ones; repeat share of truth "
                 f"{p['repeat_share']:.1%}); validation cutoff {p['validation_cutoff'][:19]} ({p['validation_users']:,} users); "
-                f"peers leave out seen items: {p['peers_exclude_seen']}.", "",
-                f"| model | NDCG@{K} [95% CI] | Recall@{K} | HitRate@{K} | MRR@{K} | coverage | repeat NDCG (users) | new NDCG (users) | fit s | rec s | tuned |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                f"peers leave out seen items: {p['peers_exclude_seen']}."
+            ),
+            "",
+            f"| model | NDCG@{K} [95% CI] | Recall@{K} | HitRate@{K} | MRR@{K} | coverage | repeat NDCG (users) | new NDCG (users) | fit s | rec s | tuned |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for m in sorted(r["models"] + r.get("own_sources", []), key=lambda m: -(m["ndcg"] or 0)):
             lo, hi = m["ci"].get("ndcg", [None, None])
             halves = [f"{_f(m[v]['ndcg'])} ({m[v]['users']:,})" if m.get(v) and m[v]["users"] else "-" for v in ("repeat", "new")]
             tuned = m.get("tuned", {}).get("params")
-            params = "defaults (self-configured)" if m["name"] == "decayrec" else (
-                ", ".join(f"{a}={b}" for a, b in tuned.items()) if tuned else "decayrec's settings")
-            out.append(f"| {m['name']} | {_f(m['ndcg'])} [{_f(lo)}, {_f(hi)}] | {_f(m['recall'])} | {_f(m['hit_rate'])} "
-                       f"| {_f(m['mrr'])} | {_f(m['coverage'], 3)} | {halves[0]} | {halves[1]} | {m['fit_seconds']:.1f} "
-                       f"| {m['recommend_seconds']:.1f} | {params} |")
+            params = (
+                "defaults (self-configured)"
+                if m["name"] == "decayrec"
+                else (", ".join(f"{a}={b}" for a, b in tuned.items()) if tuned else "decayrec's settings")
+            )
+            out.append(
+                f"| {m['name']} | {_f(m['ndcg'])} [{_f(lo)}, {_f(hi)}] | {_f(m['recall'])} | {_f(m['hit_rate'])} "
+                f"| {_f(m['mrr'])} | {_f(m['coverage'], 3)} | {halves[0]} | {halves[1]} | {m['fit_seconds']:.1f} "
+                f"| {m['recommend_seconds']:.1f} | {params} |"
+            )
         card = r["card"]
         floor = card.get("floor") or {}
-        out += ["", f"decayrec's card: use horizon {card['horizon_days']:.4g} days ({card['horizon_note']}); "
+        out += [
+            "",
+            (
+                f"decayrec's card: use horizon {card['horizon_days']:.4g} days ({card['horizon_note']}); "
                 f"validation on {card['validation'].get('users', 0):,} users after {len(card['validation'].get('cutoffs', []))} "
                 f"cutoff(s); {len(card['tried'])} settings tried in {card['search_seconds']:.0f}s; ranker "
                 f"{floor.get('ranker_score')} vs best single source {floor.get('best_single')} {floor.get('single_score')} "
-                f"on validation; {chose(card)}."]
+                f"on validation; {chose(card)}."
+            ),
+        ]
     if "scale" in doc:
         s = doc["scale"]
-        out += ["", f"## Scale: a simulated shop of {s['users']:,} users and {s['events']:,} events", "",
-                "| model | fit s (decayrec: search included) | recommend s for 10,000 users |", "|---|---|---|"]
+        out += [
+            "",
+            f"## Scale: a simulated shop of {s['users']:,} users and {s['events']:,} events",
+            "",
+            "| model | fit s (decayrec: search included) | recommend s for 10,000 users |",
+            "|---|---|---|",
+        ]
         for name in ("decayrec", "implicit-als"):
             out.append(f"| {name} | {s[name]['fit_seconds']:.0f} | {s[name]['recommend_10k_seconds']:.1f} |")
     return "\n".join(out) + "\n"

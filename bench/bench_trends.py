@@ -34,7 +34,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -69,7 +69,7 @@ def load(name: str) -> pa.Table:
 
 
 def last_time(events: pa.Table) -> datetime:
-    return pc.max(events.column(schema.TIMESTAMP)).as_py().replace(tzinfo=timezone.utc)
+    return pc.max(events.column(schema.TIMESTAMP)).as_py().replace(tzinfo=UTC)
 
 
 def run_one(events: pa.Table, name: str, level: str, n_boot: int) -> dict:
@@ -192,7 +192,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         t0 = time.perf_counter()
         if name == "simulator":
-            shop = dict(n_users=1000, days=120) if args.quick else dict(n_users=5000, days=240)
+            shop = {"n_users": 1000, "days": 120} if args.quick else {"n_users": 5000, "days": 240}
             events = simulate(SimConfig(**shop, seed=1)).events
         else:
             events = load(name)
@@ -205,7 +205,7 @@ def main() -> None:
             print(f"  {level}: {status}", file=sys.stderr)
     fast = None if args.quick else speed()
     doc = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "quick": args.quick,
         "n_boot": n_boot,

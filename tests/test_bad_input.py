@@ -27,7 +27,9 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
 
 def rows(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [f"u{rng.randrange(20)},i{rng.randrange(15)},view,2024-05-{1 + j % 28:02d}T{j % 24:02d}:00:00Z,c{j % 3}" for j in range(n)]
+    return [
+        f"u{rng.randrange(20)},i{rng.randrange(15)},view,2024-05-{1 + j % 28:02d}T{j % 24:02d}:00:00Z,c{j % 3}" for j in range(n)
+    ]
 
 
 def write(path: Path, lines: list[str], header: str = HEADER) -> Path:
@@ -132,8 +134,22 @@ def test_bad_paths_are_exit_2_before_any_work(tmp_path):
     one_line_exit_2(run("ingest", events, "--store", "/proc/decayrec-nope/s"), "store")
     one_line_exit_2(run("recommend", "--events", events, "--users", users, "--out", tmp_path / "r.xlsx"), "FILE.parquet")
     one_line_exit_2(run("churn", "--events", events, "--out", tmp_path / "r.csv", "--plan", tmp_path / "r.csv"), "same file")
-    one_line_exit_2(run("recommend", "--events", events, "--users", users, "--out", tmp_path / "r.csv", "--model", "repeat",
-                        "--at", "2020-01-01"), "before the first event")
+    one_line_exit_2(
+        run(
+            "recommend",
+            "--events",
+            events,
+            "--users",
+            users,
+            "--out",
+            tmp_path / "r.csv",
+            "--model",
+            "repeat",
+            "--at",
+            "2020-01-01",
+        ),
+        "before the first event",
+    )
 
 
 @pytest.mark.parametrize("command", ["recommend", "churn", "trends", "fit-decay", "profile", "evaluate", "export", "ingest"])
@@ -145,16 +161,23 @@ def test_every_output_path_kind_is_checked_first(tmp_path, command, kind):
     store = tmp_path / "s"
     if command == "export":
         assert run("ingest", events, "--store", store).returncode == 0
-    target = {"directory": tmp_path / "adir", "unwritable": Path("/proc/decayrec-nope/out.csv"),
-              "suffix": tmp_path / "out.weird"}[kind]
+    target = {
+        "directory": tmp_path / "adir",
+        "unwritable": Path("/proc/decayrec-nope/out.csv"),
+        "suffix": tmp_path / "out.weird",
+    }[kind]
     if kind == "directory":
         target.mkdir()
     option = "--quarantine" if command == "ingest" else "--out"
     args = {
         "recommend": ["--events", events, "--users", users, "--model", "repeat"],
-        "churn": ["--events", events], "trends": ["--events", events], "fit-decay": ["--events", events],
-        "profile": ["--events", events, "--user", "u1"], "evaluate": ["--events", events, "--models", "repeat"],
-        "export": ["--store", store], "ingest": [events, "--store", tmp_path / "s2"],
+        "churn": ["--events", events],
+        "trends": ["--events", events],
+        "fit-decay": ["--events", events],
+        "profile": ["--events", events, "--user", "u1"],
+        "evaluate": ["--events", events, "--models", "repeat"],
+        "export": ["--store", store],
+        "ingest": [events, "--store", tmp_path / "s2"],
     }[command]
     result = run(command, *args, option, target)
     one_line_exit_2(result)
@@ -166,8 +189,11 @@ def test_every_output_path_kind_is_checked_first(tmp_path, command, kind):
 def test_events_file_reports_its_balance_and_quarantines_on_request(tmp_path, command):
     lines = rows(400, seed=1) + ["u1,i1,teleport,2024-05-01T00:00:00Z,c1", rows(1, seed=1)[0]]
     events = write(tmp_path / "e.csv", lines)
-    extra = {"recommend": ["--users", write(tmp_path / "u.txt", ["u1"], header="u2"), "--model", "repeat"],
-             "evaluate": ["--models", "repeat"], "churn": ["--model", "bgnbd", "--horizon-days", "3"]}.get(command, [])
+    extra = {
+        "recommend": ["--users", write(tmp_path / "u.txt", ["u1"], header="u2"), "--model", "repeat"],
+        "evaluate": ["--models", "repeat"],
+        "churn": ["--model", "bgnbd", "--horizon-days", "3"],
+    }.get(command, [])
     suffix = ".json" if command in ("fit-decay", "evaluate") else ".csv"
     result = run(command, "--events", events, *extra, "--out", tmp_path / f"out{suffix}", "--quarantine", tmp_path / "bad.csv")
     assert result.returncode == 0, result.stderr

@@ -19,7 +19,9 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CMD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["", "ingest", "export", "demo", "fit-decay", "profile", "recommend", "evaluate", "churn", "trends"])
+@pytest.mark.parametrize(
+    "command", ["", "ingest", "export", "demo", "fit-decay", "profile", "recommend", "evaluate", "churn", "trends"]
+)
 def test_every_command_has_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.returncode == 0, result.stderr
@@ -43,7 +45,7 @@ def test_ingest_then_export(write_csv, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, fragment",
+    ("args", "fragment"),
     [
         (["ingest", "{tmp}/missing.csv", "--store", "{tmp}/s"], "does not exist"),
         (["ingest", "{csv}", "--store", "{tmp}/s", "--format", "nope"], "unknown --format"),
@@ -100,7 +102,9 @@ def test_fit_decay_and_profile(small_shop, tmp_path):
     prof = json.loads(profile_json.read_text())
     assert prof["user_id"] == user and prof["categories"]["n_live"] + prof["categories"]["n_faded"] >= 1
     png = tmp_path / "p.png"
-    result = run("profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(png), "--at", "2024-02-15")
+    result = run(
+        "profile", "--events", str(small_shop), "--user", user, "--decay", str(decay), "--out", str(png), "--at", "2024-02-15"
+    )
     assert result.returncode == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     unknown = run("profile", "--events", str(small_shop), "--user", "nobody", "--decay", str(decay))
@@ -121,7 +125,9 @@ def test_recommend_contract(small_shop, tmp_path):
     known = [line.split(",")[0] for line in small_shop.read_text().splitlines()[1:4]]
     users.write_text("\n".join([*known, "  ", "never-seen-user", known[0]]) + "\n")
     recs = tmp_path / "recs.csv"
-    result = run("recommend", "--events", str(small_shop), "--users", str(users), "--k", "5", "--model", "repeat", "--out", str(recs))
+    result = run(
+        "recommend", "--events", str(small_shop), "--users", str(users), "--k", "5", "--model", "repeat", "--out", str(recs)
+    )
     assert result.returncode == 0, result.stderr
     with open(recs, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -144,7 +150,19 @@ def test_recommend_configures_itself_and_writes_its_card(small_shop, tmp_path):
     known = [line.split(",")[0] for line in small_shop.read_text().splitlines()[1:30]]
     users.write_text("\n".join([*dict.fromkeys(known), "never-seen-user"]) + "\n")
     recs, card = tmp_path / "recs.csv", tmp_path / "out" / "CARD.json"
-    result = run("recommend", "--events", str(small_shop), "--users", str(users), "--horizon-days", "5", "--card", str(card), "--out", str(recs))
+    result = run(
+        "recommend",
+        "--events",
+        str(small_shop),
+        "--users",
+        str(users),
+        "--horizon-days",
+        "5",
+        "--card",
+        str(card),
+        "--out",
+        str(recs),
+    )
     assert result.returncode == 0, result.stderr
     assert "use horizon 5 days (given)" in result.stderr and "NDCG@20" in result.stderr  # the search, on stderr
     doc = json.loads(card.read_text())
@@ -157,7 +175,19 @@ def test_recommend_configures_itself_and_writes_its_card(small_shop, tmp_path):
     inferred = run("recommend", "--events", str(small_shop), "--users", str(users), "--k", "3", "--out", str(recs))
     assert inferred.returncode == 0 and "median gap between a user's active days" in inferred.stderr
     # Options of the self-configuration belong to the default model only.
-    bad = run("recommend", "--events", str(small_shop), "--users", str(users), "--model", "repeat", "--card", str(card), "--out", str(recs))
+    bad = run(
+        "recommend",
+        "--events",
+        str(small_shop),
+        "--users",
+        str(users),
+        "--model",
+        "repeat",
+        "--card",
+        str(card),
+        "--out",
+        str(recs),
+    )
     assert bad.returncode == 2 and "--model decayrec" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -165,7 +195,19 @@ def test_evaluate_writes_results_json(small_shop, tmp_path):
     import json
 
     out = tmp_path / "results.json"
-    result = run("evaluate", "--events", str(small_shop), "--models", "popularity,repeat", "--k", "10", "--horizon-days", "7", "--out", str(out))
+    result = run(
+        "evaluate",
+        "--events",
+        str(small_shop),
+        "--models",
+        "popularity,repeat",
+        "--k",
+        "10",
+        "--horizon-days",
+        "7",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     assert {"cutoff", "horizon", "k", "users_evaluated"} <= set(doc["protocol"]) and doc["protocol"]["k"] == 10
@@ -180,8 +222,23 @@ def test_evaluate_writes_results_json(small_shop, tmp_path):
 def test_churn_contract_and_plan(small_shop, tmp_path):
     risk, plan = tmp_path / "risk.csv", tmp_path / "plan.csv"
     at = "2024-03-01T00:00:00Z"
-    result = run("churn", "--events", str(small_shop), "--at", at, "--horizon-days", "14", "--out", str(risk),
-                 "--plan", str(plan), "--plan-model", "repeat", "--k", "4")
+    result = run(
+        "churn",
+        "--events",
+        str(small_shop),
+        "--at",
+        at,
+        "--horizon-days",
+        "14",
+        "--out",
+        str(risk),
+        "--plan",
+        str(plan),
+        "--plan-model",
+        "repeat",
+        "--k",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     with open(risk, newline="") as fh:
         rows = list(csv.DictReader(fh))

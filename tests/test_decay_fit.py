@@ -62,7 +62,7 @@ def test_event_weights_follow_the_truth(shop, fitted):
 
 
 def test_no_peeking_past_now(shop):
-    sim, end = shop
+    sim, _end = shop
     small = sim.events.slice(0, 40_000)
     now = small["timestamp"][-1].as_py() - timedelta(days=3)
     config = FitConfig(fit_by_event=False, grid_points=9, em_iterations=15)
@@ -71,7 +71,9 @@ def test_no_peeking_past_now(shop):
     assert later.num_rows > 0
     # rewrite everything after `now` (other users, events, times): the fit must not change
     scrambled = later.set_column(0, "user_id", pa.array(["intruder"] * later.num_rows))
-    changed = pa.concat_tables([small.filter(pa.compute.less_equal(small["timestamp"], pa.scalar(now, small["timestamp"].type))), scrambled])
+    changed = pa.concat_tables(
+        [small.filter(pa.compute.less_equal(small["timestamp"], pa.scalar(now, small["timestamp"].type))), scrambled]
+    )
     again = fit_decay(changed, now, config)
     a, b = base.to_json_dict(), again.to_json_dict()
     a["diagnostics"].pop("seconds"), b["diagnostics"].pop("seconds")
@@ -97,7 +99,7 @@ def test_bad_decay_json_is_a_clear_error(tmp_path):
 
 
 def test_by_event_half_lives_are_fitted(shop):
-    sim, end = shop
+    sim, _end = shop
     small = sim.events.slice(0, 30_000)
     model = fit_decay(small, small["timestamp"][-1].as_py(), FitConfig(grid_points=9, em_iterations=15))
     assert set(model.by_event) == {"view", "click", "cart", "fav", "purchase"}
@@ -119,7 +121,9 @@ def test_learned_half_lives_predict_the_next_window_better_than_fixed_ones(shop)
 def test_too_little_history_is_an_input_error():
     table = pa.table(
         {
-            "user_id": ["a", "b"], "item_id": ["i", "j"], "event": ["view", "view"],
+            "user_id": ["a", "b"],
+            "item_id": ["i", "j"],
+            "event": ["view", "view"],
             "timestamp": pa.array(np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[us]"), pa.timestamp("us")),
             "category_id": ["c", "c"],
         }
@@ -129,10 +133,12 @@ def test_too_little_history_is_an_input_error():
 
 
 def test_next_window_objective_chooses_half_lives_by_forecasting(shop):
-    sim, end = shop
+    sim, _end = shop
     small = sim.events.slice(0, 60_000)
     now = small["timestamp"][-1].as_py()
-    model = fit_decay(small, now, FitConfig(objective="next_window", validation_days=10, fit_by_event=False, grid_points=9, em_iterations=15))
+    model = fit_decay(
+        small, now, FitConfig(objective="next_window", validation_days=10, fit_by_event=False, grid_points=9, em_iterations=15)
+    )
     assert all(hl.low <= hl.days <= hl.high for hl in model.by_category.values())
     truth = sim.truth["half_life_days"]["by_category"]
     short = [c for c, h in truth.items() if h < 1.5 and c not in sim.truth["consumable_cycles_days"]]
@@ -142,8 +148,9 @@ def test_next_window_objective_chooses_half_lives_by_forecasting(shop):
         fit_decay(small, now, FitConfig(objective="next_window", validation_days=1e-7, grid_points=5, em_iterations=5))
 
 
-def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, half_life=20.0, branching: float = 0.5,
-                          immigrants: float = 2.0):
+def _day_resolution_hawkes(
+    seed: int, n_seq: int = 3000, days: float = 2000.0, half_life=20.0, branching: float = 0.5, immigrants: float = 2.0
+):
     """A self-exciting log with one event type and timestamps floored to whole days (like review logs).
 
     Each sequence is one user; ``half_life`` is one value or one per user."""
@@ -164,11 +171,15 @@ def _day_resolution_hawkes(seed: int, n_seq: int = 3000, days: float = 2000.0, h
         all_t.append(t)
     seq, t = np.concatenate(all_seq), np.floor(np.concatenate(all_t))
     stamps = np.datetime64("2010-01-01", "us") + (t * 86_400e6).astype("timedelta64[us]")
-    table = pa.table({
-        "user_id": pa.array(seq.astype(str)), "item_id": pa.array((seq % 97).astype(str)),
-        "event": pa.array(["purchase"] * seq.size), "timestamp": pa.array(stamps, pa.timestamp("us")),
-        "category_id": pa.array((seq % 3).astype(str)),
-    })
+    table = pa.table(
+        {
+            "user_id": pa.array(seq.astype(str)),
+            "item_id": pa.array((seq % 97).astype(str)),
+            "event": pa.array(["purchase"] * seq.size),
+            "timestamp": pa.array(stamps, pa.timestamp("us")),
+            "category_id": pa.array((seq % 3).astype(str)),
+        }
+    )
     return table, parse_time("2010-01-01") + timedelta(days=days)
 
 
@@ -177,8 +188,9 @@ def test_day_resolution_excitation_is_found_from_a_grid_that_starts_below_a_day(
     each other), so EM drives the excitation to 0 there; warm starts from that grid point must not
     keep it at 0 for every longer half-life (the Amazon review logs learned weight 0 this way)."""
     events, now = _day_resolution_hawkes(seed=3)
-    model = fit_decay(events, now, FitConfig(grid_min_days=1 / 24, grid_max_days=3650, grid_points=13,
-                                             fit_by_event=False, em_iterations=30))
+    model = fit_decay(
+        events, now, FitConfig(grid_min_days=1 / 24, grid_max_days=3650, grid_points=13, fit_by_event=False, em_iterations=30)
+    )
     assert model.weights == {"purchase": 1.0}
     assert model.alpha_global > 1e-6  # without the fix: ~1e-166, and the interval spans the whole grid
     g = model.global_half_life
@@ -230,11 +242,11 @@ def test_per_user_multipliers_separate_quick_and_slow_forgetters():
     half-lives cannot tell them apart, per-user multipliers do (and predict the next window better)."""
     n = 1200
     slow = np.arange(n) % 2 == 1
-    events, end = _day_resolution_hawkes(seed=5, n_seq=n, days=1500.0, half_life=np.where(slow, 32.0, 4.0),
-                                         branching=0.6, immigrants=8.0)
+    events, end = _day_resolution_hawkes(
+        seed=5, n_seq=n, days=1500.0, half_life=np.where(slow, 32.0, 4.0), branching=0.6, immigrants=8.0
+    )
     cutoff = end - timedelta(days=150)
-    config = FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False, em_iterations=20,
-                       per_user=True)
+    config = FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False, em_iterations=20, per_user=True)
     model = fit_decay(events, cutoff, config)
     scale = np.array([model.scale_for(str(u)) for u in range(n)])
     ts = events["timestamp"].to_numpy()
@@ -256,8 +268,11 @@ def test_per_user_multipliers_separate_quick_and_slow_forgetters():
 def test_per_user_multipliers_stay_near_one_when_everyone_forgets_alike():
     n = 800
     events, end = _day_resolution_hawkes(seed=6, n_seq=n, days=1500.0, half_life=10.0, branching=0.6, immigrants=8.0)
-    model = fit_decay(events, end, FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False,
-                                             em_iterations=20, per_user=True))
+    model = fit_decay(
+        events,
+        end,
+        FitConfig(grid_min_days=0.5, grid_max_days=500, grid_points=9, fit_by_event=False, em_iterations=20, per_user=True),
+    )
     scale = np.array(list(model.user_scale.values()))
     assert np.quantile(scale, 0.05) > 0.75 and np.quantile(scale, 0.95) < 1.33
 
@@ -274,7 +289,7 @@ def test_user_prior_recovers_the_spread_and_shrinks_flat_curves():
     inside = np.abs(theta) < 1.2  # away from the grid's ends
     assert np.corrcoef(post[inside], theta[inside])[0, 1] > 0.95
     flat = np.zeros((x.size, 50))
-    sd_flat, post_flat = user_prior(np.hstack([curves, flat]), x)
+    _sd_flat, post_flat = user_prior(np.hstack([curves, flat]), x)
     assert np.allclose(post_flat[-50:], 0.0, atol=1e-9)  # no evidence: the prior's centre (multiplier 1)
 
 

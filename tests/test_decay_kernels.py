@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -77,8 +77,7 @@ def test_decayed_sums_matches_naive_on_random_data():
     keys = rng.integers(0, 30, 3000)
     times = rng.uniform(0, 400, 3000)
     weights = rng.uniform(0, 5, 3000)
-    close(decayed_sums(keys, times, weights, SCALES, at=300.0, n_keys=40),
-          naive_sums(keys, times, weights, SCALES, 300.0, 40))
+    close(decayed_sums(keys, times, weights, SCALES, at=300.0, n_keys=40), naive_sums(keys, times, weights, SCALES, 300.0, 40))
 
 
 def test_long_spans_underflow_to_zero_without_warnings():
@@ -229,7 +228,7 @@ def test_to_days_from_arrow_and_numpy():
     origin = datetime(2024, 1, 1)
     arrow = pa.array([datetime(2024, 1, 1, 12), datetime(2024, 1, 3)], pa.timestamp("us"))
     close(to_days(arrow, origin), [0.5, 2.0])
-    aware = pa.array([datetime(2024, 1, 2, tzinfo=timezone.utc)], pa.timestamp("ms", tz="UTC"))
+    aware = pa.array([datetime(2024, 1, 2, tzinfo=UTC)], pa.timestamp("ms", tz="UTC"))
     close(to_days(aware, "2024-01-01"), [1.0])
     chunked = pa.chunked_array([arrow, arrow])
     close(to_days(chunked, origin), [0.5, 2.0, 0.5, 2.0])

@@ -14,8 +14,14 @@ from decayrec.evaluate import METRICS, bootstrap_ci, coverage, per_user_metrics,
 def recs_table(lists: dict[str, list[str]]) -> pa.Table:
     rows = [(u, item, r + 1) for u, items in lists.items() for r, item in enumerate(items)]
     users, items, ranks = (list(c) for c in zip(*rows)) if rows else ([], [], [])
-    return pa.table({"user_id": pa.array(users, pa.string()), "item_id": pa.array(items, pa.string()),
-                     "rank": pa.array(ranks, pa.int32()), "score": pa.array([0.0] * len(users))})
+    return pa.table(
+        {
+            "user_id": pa.array(users, pa.string()),
+            "item_id": pa.array(items, pa.string()),
+            "rank": pa.array(ranks, pa.int32()),
+            "score": pa.array([0.0] * len(users)),
+        }
+    )
 
 
 def truth_table(sets: dict[str, dict[str, bool]]) -> pa.Table:
@@ -31,12 +37,14 @@ def by_user(table: pa.Table) -> dict[str, dict]:
 # a: hits at places 1 and 3, two relevant. b: four relevant, k = 3, hits at 1 and 3.
 # c: one relevant, hit at place 2. d: no recommendations at all.
 RECS = recs_table({"a": ["x", "y", "z"], "b": ["q", "n", "r"], "c": ["n", "x"], "zz": ["x"]})
-TRUTH = truth_table({
-    "a": {"x": True, "z": False},
-    "b": {"p": True, "q": True, "r": False, "s": False},
-    "c": {"x": False},
-    "d": {"x": True},
-})
+TRUTH = truth_table(
+    {
+        "a": {"x": True, "z": False},
+        "b": {"p": True, "q": True, "r": False, "s": False},
+        "c": {"x": False},
+        "d": {"x": True},
+    }
+)
 USERS = ["a", "b", "c", "d"]
 
 
@@ -80,11 +88,13 @@ def test_repeat_and_new_variants():
 
 
 def test_list_is_ordered_by_rank_cut_at_k_and_deduplicated():
-    recs = pa.table({
-        "user_id": ["a"] * 5,
-        "item_id": ["z", "x", "x", "y", "w"],
-        "rank": [3, 1, 2, 4, 5],  # x listed twice: its copy wastes place 2
-    })
+    recs = pa.table(
+        {
+            "user_id": ["a"] * 5,
+            "item_id": ["z", "x", "x", "y", "w"],
+            "rank": [3, 1, 2, 4, 5],  # x listed twice: its copy wastes place 2
+        }
+    )
     truth = truth_table({"a": {"y": False, "z": False, "w": False}})
     got = by_user(per_user_metrics(recs, truth, ["a"], k=4)["all"])["a"]
     assert got["n_hits"] == 2 and got["mrr"] == pytest.approx(1 / 3)  # z at 3, y at 4, w cut
@@ -109,7 +119,7 @@ def test_agrees_with_scikit_learn_ndcg():
     top = np.argsort(-scores, axis=1)[:, :k]
     users = [f"u{i:02d}" for i in range(n_users)]
     recs = recs_table({u: list(items[top[i]]) for i, u in enumerate(users)})
-    truth = truth_table({u: {it: False for it in items[relevance[i] > 0]} for i, u in enumerate(users)})
+    truth = truth_table({u: dict.fromkeys(items[relevance[i] > 0], False) for i, u in enumerate(users)})
     ours = per_user_metrics(recs, truth, users, k)["all"]["ndcg"].to_numpy()
     theirs = np.array([sk.ndcg_score(relevance[i : i + 1], scores[i : i + 1], k=k) for i in range(n_users)])
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)

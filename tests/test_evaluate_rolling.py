@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 import numpy as np
 import pyarrow.compute as pc
@@ -23,7 +24,7 @@ def splits():
 class Spy(RepeatHistory):
     """RepeatHistory that records the newest event it was fitted on and each fit time."""
 
-    fits: list[tuple[datetime, datetime]] = []
+    fits: ClassVar[list[tuple[datetime, datetime]]] = []
 
     def fit(self, events, now):
         Spy.fits.append((pc.max(events["timestamp"]).as_py(), now))

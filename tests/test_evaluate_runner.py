@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from math import log2
 
 import pyarrow as pa
@@ -19,7 +19,7 @@ from decayrec.recommend.base import REC_SCHEMA, Recommender
 from decayrec.schema import COLUMNS
 from decayrec.simulate import SimConfig, simulate
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def make_events(rows: list[tuple[str, str, str, str]]) -> pa.Table:
@@ -49,7 +49,7 @@ class LastItems:
 
     name = "last_items"
 
-    def fit(self, events: pa.Table, now: datetime) -> "LastItems":
+    def fit(self, events: pa.Table, now: datetime) -> LastItems:
         last = events.group_by(["user_id", "item_id"]).aggregate([("timestamp", "max")])
         self.last_ = last.sort_by([("user_id", "ascending"), ("timestamp_max", "descending"), ("item_id", "ascending")])
         return self
@@ -69,7 +69,7 @@ class Popular:
 
     name = "popular"
 
-    def fit(self, events: pa.Table, now: datetime) -> "Popular":
+    def fit(self, events: pa.Table, now: datetime) -> Popular:
         counts = events.group_by("item_id").aggregate([("item_id", "count")])
         self.top_ = counts.sort_by([("item_id_count", "descending"), ("item_id", "ascending")])["item_id"].to_pylist()
         return self
@@ -84,7 +84,7 @@ class Peeker:
 
     name = "peeker"
 
-    def fit(self, events: pa.Table, now: datetime) -> "Peeker":
+    def fit(self, events: pa.Table, now: datetime) -> Peeker:
         self.seen_until_ = pc.max(events["timestamp"]).as_py()
         ts = events["timestamp"]
         later = pc.greater(ts, pa.scalar(now.replace(tzinfo=None) if ts.type.tz is None else now, ts.type))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +13,7 @@ from decayrec.evaluate import TimeSplit, rolling_splits, time_split, validation_
 from decayrec.schema import COLUMNS
 from decayrec.simulate import SimConfig, simulate
 
-UTC = timezone.utc
+UTC = UTC
 CUT = datetime(2024, 1, 10, tzinfo=UTC)
 
 

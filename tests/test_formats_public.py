@@ -121,7 +121,9 @@ def test_retailrocket_events_with_item_properties(tmp_path):
         "1441508400000,355908,categoryid,1200\n"
         "1439089200000,248676,available,1\n",
     )
-    part2 = write(tmp_path / "item_properties_part2.csv", "timestamp,itemid,property,value\n1431226800000,318965,categoryid,1268\n")
+    part2 = write(
+        tmp_path / "item_properties_part2.csv", "timestamp,itemid,property,value\n1431226800000,318965,categoryid,1268\n"
+    )
     r = read("retailrocket", events, part1, part2)
     assert r.epoch_units == {"ms"}
     assert r.events[("events.csv", 2)] == ev("257597", "355908", "view", datetime(2015, 6, 2, 5, 2, 12, 117000), "1200")
@@ -168,9 +170,7 @@ def test_taobao_userbehavior(tmp_path):
 
 
 def test_taobao_copy_with_a_header_row(tmp_path):
-    path = write(
-        tmp_path / "ub.csv", "user_id,item_id,category_id,behavior_type,timestamp\n1,2268318,2520377,pv,1511544070\n"
-    )
+    path = write(tmp_path / "ub.csv", "user_id,item_id,category_id,behavior_type,timestamp\n1,2268318,2520377,pv,1511544070\n")
     r = read("taobao", path)
     assert set(r.events) == {("ub.csv", 2)} and not r.quarantined
     assert guess_format(read_header(path)) == "taobao"
@@ -197,9 +197,7 @@ def test_line_numbers_stay_exact_across_blocks_with_malformed_rows(tmp_path):
 def test_taobao_real_sample():
     r = read("taobao", SAMPLES / "taobao_userbehavior_head43users" / "UserBehavior_head.csv.gz")
     assert r.rows == 4321 and len(r.lines("UserBehavior_head.csv.gz")) == 4321
-    assert r.events[("UserBehavior_head.csv.gz", 1)] == ev(
-        "1", "2268318", "view", datetime(2017, 11, 24, 17, 21, 10), "2520377"
-    )
+    assert r.events[("UserBehavior_head.csv.gz", 1)] == ev("1", "2268318", "view", datetime(2017, 11, 24, 17, 21, 10), "2520377")
     counts = {}
     for row in r.events.values():
         counts[row["event"]] = counts.get(row["event"], 0) + 1
@@ -213,7 +211,7 @@ REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,bran
 
 
 def test_rees46_monthly_file(tmp_path):
-    path = write(
+    write(
         tmp_path / "2019-Oct.csv",
         REES46_HEADER
         + "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,72d76fde-8bb3-4e00-8c23-a032dfed738c\n"
@@ -226,13 +224,23 @@ def test_rees46_monthly_file(tmp_path):
     r = read("rees46", tmp_path / "2019-Oct.csv.gz")
     name = "2019-Oct.csv.gz"
     assert r.events[(name, 2)] == ev(
-        "541312140", "44600062", "view", datetime(2019, 10, 1), "2103807459595387724", 35.79,
+        "541312140",
+        "44600062",
+        "view",
+        datetime(2019, 10, 1),
+        "2103807459595387724",
+        35.79,
         session="72d76fde-8bb3-4e00-8c23-a032dfed738c",
     )
     assert r.events[(name, 3)]["event"] == "cart" and r.events[(name, 3)]["price"] == 33.2
     assert r.quarantined[(name, 4)] == REMOVE_FROM_CART_REASON
     assert r.events[(name, 5)] == ev(
-        "543272936", "1004856", "purchase", datetime(2019, 10, 1, 0, 5, 14), "2053013555631882655", 130.76,
+        "543272936",
+        "1004856",
+        "purchase",
+        datetime(2019, 10, 1, 0, 5, 14),
+        "2053013555631882655",
+        130.76,
         session="8187d148-3c41-46d4-b0c0-9c08cd9dc564",
     )
     assert is_reason(r.quarantined[(name, 6)], "missing user_id")
@@ -305,7 +313,7 @@ def test_instacart_orders_and_order_products(tmp_path):
 
 
 def test_instacart_needs_orders_and_its_columns(tmp_path):
-    train, orders, prior, products, _ = _instacart_files(tmp_path)
+    _train, orders, prior, products, _ = _instacart_files(tmp_path)
     with pytest.raises(InputError) as excinfo:
         read("instacart", prior, products)
     assert "orders.csv" in one_line_error(excinfo)
@@ -346,7 +354,9 @@ def test_movielens_ratings_csv_with_movies(tmp_path):
 def test_movielens_ratings_dat_and_movies_dat(tmp_path):
     ratings = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::3408\n10::1::4::978300760\n")
     movies = tmp_path / "movies.dat"
-    movies.write_bytes("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n1::Caf\xe9 (1995)::Animation|Children's\n".encode("latin-1"))
+    movies.write_bytes(
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n1::Caf\xe9 (1995)::Animation|Children's\n".encode("latin-1")
+    )
     r = read("movielens", ratings, movies)
     assert r.events[("ratings.dat", 1)] == ev("1", "1193", "purchase", datetime(2000, 12, 31, 22, 12, 40), "Drama")
     assert r.events[("ratings.dat", 2)]["category_id"] is None
@@ -449,9 +459,7 @@ def test_diginetica_views_purchases_and_categories(tmp_path):
     assert r.events[(v, 4)] == ev("5", "9654", "view", datetime(2016, 5, 10, 0, 1, 15, 848000), "5", session="2")
     assert r.quarantined[(v, 5)] == "timeframe is not a number of milliseconds: 'soon'"
     assert r.quarantined[(v, 6)] == "eventdate is not a date (YYYY-MM-DD): 'May 10'"
-    assert r.events[("train-purchases.csv", 2)] == ev(
-        "5", "9654", "purchase", datetime(2016, 5, 10, 0, 1, 40), "5", session="2"
-    )
+    assert r.events[("train-purchases.csv", 2)] == ev("5", "9654", "purchase", datetime(2016, 5, 10, 0, 1, 40), "5", session="2")
     assert r.lines(v) == set(range(2, 7)) and r.rows == 6
 
 
@@ -520,12 +528,24 @@ def test_olist_orders_items_customers_products(tmp_path):
     name = "olist_order_items_dataset.csv"
     real_person = "7c396fd4830fd04220f754e42b4e5bff"
     assert r.events[(name, 2)] == ev(
-        real_person, "87285b34884572647811a353c7ac498a", "purchase", datetime(2017, 10, 2, 10, 56, 33),
-        "utilidades_domesticas", 29.99, 2.0, "e481f51cbdc54678b7cc49136f2d6af7",
+        real_person,
+        "87285b34884572647811a353c7ac498a",
+        "purchase",
+        datetime(2017, 10, 2, 10, 56, 33),
+        "utilidades_domesticas",
+        29.99,
+        2.0,
+        "e481f51cbdc54678b7cc49136f2d6af7",
     )
     assert r.events[(name, 4)] == ev(
-        real_person, "595fac2a385ac33a80bd5114aec74eb8", "purchase", datetime(2017, 10, 2, 10, 56, 33),
-        None, 10.0, 1.0, "e481f51cbdc54678b7cc49136f2d6af7",
+        real_person,
+        "595fac2a385ac33a80bd5114aec74eb8",
+        "purchase",
+        datetime(2017, 10, 2, 10, 56, 33),
+        None,
+        10.0,
+        1.0,
+        "e481f51cbdc54678b7cc49136f2d6af7",
     )
     assert r.quarantined[(name, 5)] == "order status canceled"
     assert r.quarantined[(name, 6)] == "order_id is not in olist_orders_dataset.csv: '00010242fe8c5a6d1ba2dd792cb16214'"

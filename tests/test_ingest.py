@@ -133,7 +133,7 @@ def test_gzip_and_tsv_and_parquet(tmp_path, store):
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    ("content", "message"),
     [
         ("user_id,item_id,event\nu,i,view\n", "has no column 'timestamp'"),
         ("", "is empty"),

@@ -7,7 +7,6 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
-from eventrows import T0, events
 
 from decayrec.errors import InputError
 from decayrec.lapse import (
@@ -26,6 +25,7 @@ from decayrec.lapse.metrics import (
     roc_auc,
     threshold_metrics,
 )
+from eventrows import T0, events
 
 # -- metrics ----------------------------------------------------------------------------------
 
@@ -170,7 +170,9 @@ def test_learned_model_is_calibrated_and_reads_no_future(shop):
     b = LapseModel().fit(past, cutoff).predict()
     assert a.column_names == b.column_names
     for name in a.column_names:  # NaN (no drift defined) counts as equal to NaN
-        np.testing.assert_array_equal(a.column(name).to_numpy(zero_copy_only=False), b.column(name).to_numpy(zero_copy_only=False))
+        np.testing.assert_array_equal(
+            a.column(name).to_numpy(zero_copy_only=False), b.column(name).to_numpy(zero_copy_only=False)
+        )
 
 
 def test_lapse_model_options_and_errors(shop):

@@ -7,15 +7,15 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
-from eventrows import T0, events
 
 from decayrec.lapse import PlanConfig, make_plan, risk_table
 from decayrec.recommend.registry import make_model
+from eventrows import T0, events
 
 NOW = T0 + timedelta(days=90)
 
 
-@pytest.fixture()
+@pytest.fixture
 def shop() -> pa.Table:
     rows = []
     rows += [("a", f"i{d % 2}", "view", float(d), "c1") for d in range(5)]  # strong c1 interest, long ago

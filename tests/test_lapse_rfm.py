@@ -92,8 +92,7 @@ def test_matches_brute_force_on_random_events():
     rng = np.random.default_rng(3)
     start = datetime(2023, 12, 1, tzinfo=UTC)
     rows = [
-        (f"u{rng.integers(30)}", "view", start + timedelta(seconds=int(s)), None, None)
-        for s in rng.integers(0, 60 * 86_400, 600)
+        (f"u{rng.integers(30)}", "view", start + timedelta(seconds=int(s)), None, None) for s in rng.integers(0, 60 * 86_400, 600)
     ]
     now = start + timedelta(days=45, hours=7)
     rfm = rfm_summary(events_table(rows), now, unit_days=7.0)

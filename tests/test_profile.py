@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +17,7 @@ from decayrec.decay.strength import StrengthModel
 from decayrec.errors import InputError, MissingExtraError
 from decayrec.simulate import SimConfig, simulate
 
-NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
 W = {"view": 1.0, "click": 1.5, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
 HALF = {"A": 10.0, "B": 5.0, "C": 2.0, "D": 1.0, "E": 1.0}
 # A known strength map: 0 at S <= 0.1, 0.1 at S = 1, 0.9 at S >= 10; S* = 0.55 at 0.05.
@@ -220,7 +220,7 @@ def test_build_profiles_agrees_with_per_user_profiles(per_user):
     if per_user:  # users forget 1/2 .. 2 times as fast; the batch and one-user paths must agree
         users = sorted(set(sim.events["user_id"].to_pylist()))
         decay = replace(decay, user_scale={u: 2.0 ** ((i % 5 - 2) / 2) for i, u in enumerate(users)}, user_scale_log_sd=0.5)
-    now = datetime(2024, 3, 15, tzinfo=timezone.utc)
+    now = datetime(2024, 3, 15, tzinfo=UTC)
     sc = StrengthModel(n_anchors=3).fit(sim.events, decay, now)
     si = StrengthModel(n_anchors=3, level="item").fit(sim.events, decay, now)
     summary = build_profiles(sim.events, decay, sc, now, drift_days=21.0).to_pylist()
@@ -240,7 +240,7 @@ def test_build_profiles_agrees_with_per_user_profiles(per_user):
     assert long.column_names[:2] == ["user_id", "item_id"] and long.num_rows > 0
     first = long.slice(0, 1).to_pylist()[0]
     p = build_profile(sim.events, first["user_id"], decay, sc, si, now, top=1000)
-    match = [i for i in p.items.live + p.items.faded if i.key == first["item_id"]][0]
+    match = next(i for i in p.items.live + p.items.faded if i.key == first["item_id"])
     assert first["interest"] == pytest.approx(match.interest, rel=1e-12)
     assert first["strength"] == pytest.approx(match.strength) and first["faded"] == match.faded
     assert first["half_life_days"] == pytest.approx(match.half_life_days, rel=1e-12)
@@ -252,9 +252,9 @@ def test_build_profiles_agrees_with_per_user_profiles(per_user):
 def test_build_profiles_keeps_users_without_categories():
     rows = ROWS + [("u3", "z1", "view", -2.0, None)]
     out = build_profiles(table(rows), make_decay(), known_strength(), NOW).to_pylist()
-    u3 = [r for r in out if r["user_id"] == "u3"][0]
+    u3 = next(r for r in out if r["user_id"] == "u3")
     assert u3 == {"user_id": "u3", "drift": None, "n_live": 0, "n_faded": 0, "top_category": None, "top_strength": None}
-    u1 = [r for r in out if r["user_id"] == "u1"][0]
+    u1 = next(r for r in out if r["user_id"] == "u1")
     assert (u1["n_live"], u1["n_faded"], u1["top_category"]) == (2, 1, "A")
 
 

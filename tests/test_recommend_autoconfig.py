@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,7 @@ from decayrec.recommend.common import interactions
 from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, preset, simulate
 
-NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def table(rows: list[tuple[str, str, str, float]], category: str = "c1") -> pa.Table:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -13,18 +14,18 @@ import pytest
 from decayrec.errors import DecayrecError, InputError
 from decayrec.recommend.base import REC_SCHEMA
 from decayrec.recommend.baselines import (
-    UserKNN,
     MODELS,
     CoVisitation,
     DecayedPopularity,
     Popularity,
     RepeatHistory,
+    UserKNN,
     make_model,
 )
 from decayrec.recommend.common import ago, topk_rows, topk_sparse_rows
 from decayrec.simulate import SimConfig, simulate
 
-NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
 BASELINES = ("popularity", "decayed_popularity", "repeat", "covisit")
 
 
@@ -61,7 +62,7 @@ def check_contract(recs: pa.Table, users: list[str], k: int) -> None:
         got = rows_of(recs, user)
         assert [r["rank"] for r in got] == list(range(1, k + 1))
         assert len({r["item_id"] for r in got}) == k
-        assert all(a["score"] >= b["score"] for a, b in zip(got, got[1:]))
+        assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(got))
         assert all(len(r["reason"]) > 5 for r in got)
 
 
@@ -152,7 +153,7 @@ def test_repeat_ranks_the_users_own_items_then_fills_with_popularity():
     got = rows_of(recs, "u1")
     assert [r["item_id"] for r in got] == ["A", "C", "B", "D", "E"]
     assert [r["rank"] for r in got] == [1, 2, 3, 4, 5]
-    assert got[0]["score"] == pytest.approx(5 * (2 ** -1 + 2 ** (-2 / 3) + 2 ** (-1 / 3)))
+    assert got[0]["score"] == pytest.approx(5 * (2**-1 + 2 ** (-2 / 3) + 2 ** (-1 / 3)))
     assert got[1]["score"] == pytest.approx(5 * 2 ** (-40 / 30))
     assert got[2]["score"] == pytest.approx(2 ** (-1 / 30))
     assert [r["reason"] for r in got] == [

@@ -45,7 +45,7 @@ def test_blend_topk_with_no_users_or_no_items():
     main = lambda c: sp.csr_matrix((c.size, 5))  # noqa: E731
     for out in blend_topk(np.array([], dtype=np.int64), 5, 3, main, np.linspace(-1.1, -1.9, 5)):
         assert out.size == 0
-    row, item, key = blend_topk(np.array([0, 1]), 5, 3, main, np.linspace(-1.1, -1.9, 5))
+    row, item, _key = blend_topk(np.array([0, 1]), 5, 3, main, np.linspace(-1.1, -1.9, 5))
     assert row.tolist() == [0, 0, 0, 1, 1, 1] and item.tolist() == [0, 1, 2, 0, 1, 2]
 
 

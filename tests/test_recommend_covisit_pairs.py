@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +12,7 @@ from decayrec.decay.kernels import LN2
 from decayrec.recommend.baselines import CoVisitation, _pairs
 from decayrec.recommend.common import interactions
 
-NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def random_log(seed: int, n_events: int = 400, n_users: int = 12, n_items: int = 15, days: float = 6.0) -> pa.Table:
@@ -49,7 +49,7 @@ def brute_force(ix, window: float, max_lag: int, half_life: float) -> dict[tuple
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("window, max_lag", [(0.25, 3), (1.0, 20), (30.0, 5)])
+@pytest.mark.parametrize(("window", "max_lag"), [(0.25, 3), (1.0, 20), (30.0, 5)])
 def test_pairs_match_the_brute_force_reference(seed, window, max_lag):
     ix = interactions(random_log(seed), NOW, None)
     a, b, w = _pairs(ix, window, max_lag, 7.0)

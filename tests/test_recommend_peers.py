@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 from datetime import timedelta
 
@@ -59,7 +60,7 @@ def test_contract_shapes_and_cold_start(name, sim):
         got = rows_of(recs, user)
         assert [r["rank"] for r in got] == list(range(1, 11))
         assert len({r["item_id"] for r in got}) == 10
-        assert all(a["score"] >= b["score"] for a, b in zip(got, got[1:]))
+        assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(got))
     cold = rows_of(recs, "nobody")
     assert all(r["reason"].startswith("new visitor: popular") for r in cold)
     warm = [r["reason"] for r in rows_of(recs, users[0])]
@@ -109,9 +110,11 @@ def test_exclude_seen_filters_the_users_items(name, sim):
     model = make_model(name, exclude_seen=True, **FAST[name]).fit(events, now)
     recs = model.recommend(users, 10, now)
     for user in users:
-        seen = set(pc.filter(events["item_id"], pc.and_(
-            pc.equal(events["user_id"], user), pc.less_equal(events["timestamp"], pa.scalar(now))
-        )).to_pylist())
+        seen = set(
+            pc.filter(
+                events["item_id"], pc.and_(pc.equal(events["user_id"], user), pc.less_equal(events["timestamp"], pa.scalar(now)))
+            ).to_pylist()
+        )
         got = rows_of(recs, user)
         assert len(got) == 10 and not seen & {r["item_id"] for r in got}
         assert all(r["reason"] == "shoppers with similar taste like this" for r in got)

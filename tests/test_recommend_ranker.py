@@ -3,13 +3,15 @@ the re-engagement policy. The self-configuration is tested in test_recommend_aut
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 pytest.importorskip("lightgbm")
+
+import itertools
 
 from decayrec.evaluate import evaluate, time_split
 from decayrec.recommend.base import REC_SCHEMA, Recommender
@@ -19,19 +21,19 @@ from decayrec.recommend.policy import ReengagePolicy, mmr_by_category
 from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, simulate
 
-NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
 # Every choice fixed: no search, so these tests exercise the ranker itself.
-FIXED = dict(
-    horizon_days=7.0,
-    label_days=7.0,
-    train_windows=2,
-    sources=None,
-    n_per_source=30,
-    exclude_seen=False,
-    num_leaves=31,
-    source_params={},
-    n_estimators=40,
-)
+FIXED = {
+    "horizon_days": 7.0,
+    "label_days": 7.0,
+    "train_windows": 2,
+    "sources": None,
+    "n_per_source": 30,
+    "exclude_seen": False,
+    "num_leaves": 31,
+    "source_params": {},
+    "n_estimators": 40,
+}
 FIXED["sources"] = ("repeat", "covisit", "itemknn", "als", "trend", "new", "popular")
 
 
@@ -78,11 +80,11 @@ def test_contract(small, fitted):
     by_user: dict[str, list[dict]] = {}
     for row in recs.to_pylist():
         by_user.setdefault(row["user_id"], []).append(row)
-    for user, rows in by_user.items():
+    for rows in by_user.values():
         assert [r["rank"] for r in rows] == list(range(1, k + 1))
         assert len({r["item_id"] for r in rows}) == k
         scores = [r["score"] for r in rows]
-        assert all(a >= b for a, b in zip(scores, scores[1:]))
+        assert all(a >= b for a, b in itertools.pairwise(scores))
         assert all(r["reason"] for r in rows)
     assert all(r["reason"].startswith("new visitor: ") for r in by_user["nobody"])
     assert not any(r["reason"].startswith("new visitor") for r in by_user[users[0]])
@@ -190,7 +192,7 @@ def test_label_grades_take_the_max():
         ("u1", "b", "view", -1.0, "c1"),
     ]
     state = FeatureState.build(log(rows), NOW)
-    user, item, grade = label_grades(log(rows), NOW, NOW + timedelta(days=7), state.ix.users, state.ix.items)
+    _user, item, grade = label_grades(log(rows), NOW, NOW + timedelta(days=7), state.ix.users, state.ix.items)
     assert state.ix.items.decode(item).to_pylist() == ["a", "b"] and grade.tolist() == [3, 2]
 
 
@@ -216,7 +218,7 @@ def test_mmr_by_category():
 
 
 def test_policy_changes_only_faded_or_drifted_lists(small, fitted):
-    events, split = small
+    _events, split = small
     users = split.train.column("user_id").unique().to_pylist()
     policy = ReengagePolicy(lapse_days=14.0)
     on = fixed(reengage=True, policy=policy).fit(split.train, split.cutoff)

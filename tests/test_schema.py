@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -8,27 +8,38 @@ from decayrec.timeparse import iso, parse_time
 
 
 @pytest.mark.parametrize(
-    "name, expected",
-    [("view", "view"), (" PV ", "view"), ("addtocart", "cart"), ("transaction", "purchase"), ("buy", "purchase"),
-     ("order", "purchase"), ("favorite", "fav"), ("like", "fav"), ("Click", "click"), ("teleport", None), ("", None)],
+    ("name", "expected"),
+    [
+        ("view", "view"),
+        (" PV ", "view"),
+        ("addtocart", "cart"),
+        ("transaction", "purchase"),
+        ("buy", "purchase"),
+        ("order", "purchase"),
+        ("favorite", "fav"),
+        ("like", "fav"),
+        ("Click", "click"),
+        ("teleport", None),
+        ("", None),
+    ],
 )
 def test_event_aliases(name, expected):
     assert schema.canonical_event(name) == expected
 
 
 @pytest.mark.parametrize(
-    "value, unit",
+    ("value", "unit"),
     [(1511596800, "s"), (1511596800123, "ms"), (1511596800123456, "us"), (946684800, "s"), (99_999_999_999, "s")],
 )
 def test_detect_epoch_unit(value, unit):
     assert schema.detect_epoch_unit(value) == unit
 
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         ("2017-11-25T08:00:00Z", datetime(2017, 11, 25, 8, tzinfo=UTC)),
         ("2017-11-25T10:00:00+02:00", datetime(2017, 11, 25, 8, tzinfo=UTC)),

@@ -19,9 +19,7 @@ from decayrec.simulate import SimConfig, Simulation, season_by_day, simulate
 US_PER_DAY = 86_400_000_000
 SMALL = SimConfig(n_users=150, n_categories=6, n_items=120, days=120.0, seed=3)
 # Many users, few categories: enough events per category to pin down its half-life.
-LARGE = SimConfig(
-    n_users=500, n_categories=5, n_items=80, days=180.0, half_life_range_days=(1.0, 40.0), seed=11
-)
+LARGE = SimConfig(n_users=500, n_categories=5, n_items=80, days=180.0, half_life_range_days=(1.0, 40.0), seed=11)
 
 
 @pytest.fixture(scope="module")

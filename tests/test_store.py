@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow.parquet as pq
@@ -30,10 +30,10 @@ def filled(write_csv, store):
 
 
 def test_as_of_scan_never_reads_past_the_time(filled):
-    at = datetime(2020, 1, 2, tzinfo=timezone.utc)
+    at = datetime(2020, 1, 2, tzinfo=UTC)
     assert filled.count(at) == 3
     assert max(filled.scan(at)["timestamp"].to_pylist()) <= datetime(2020, 1, 2)
-    assert filled.count(datetime(2019, 12, 31, tzinfo=timezone.utc)) == 0
+    assert filled.count(datetime(2019, 12, 31, tzinfo=UTC)) == 0
     assert filled.last_time() == datetime(2020, 1, 3, 10)
 
 
@@ -53,14 +53,14 @@ def test_export_csv_is_canonical_and_sorted(filled, tmp_path):
 
 def test_export_as_of_and_parquet(filled, tmp_path):
     out = tmp_path / "out.parquet"
-    assert filled.export(out, datetime(2020, 1, 2, tzinfo=timezone.utc)) == 3
+    assert filled.export(out, datetime(2020, 1, 2, tzinfo=UTC)) == 3
     table = pq.read_table(out)
     assert table.column_names[:4] == ["user_id", "item_id", "event", "timestamp"]
     assert table.num_rows == 3 and str(table.schema.field("timestamp").type.tz) in ("UTC", "Etc/UTC")
 
 
 def test_export_rejects_unknown_suffix(filled, tmp_path):
-    with pytest.raises(InputError, match="FILE.csv"):
+    with pytest.raises(InputError, match=r"FILE\.csv"):
         filled.export(tmp_path / "out.json")
 
 
@@ -89,8 +89,13 @@ def test_schema_version_is_checked(tmp_path):
 def test_store_held_by_another_process_gives_a_clear_error(tmp_path):
     EventStore.open(tmp_path / "s", create=True).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,sys,time; c=duckdb.connect({str(tmp_path / 's' / DB_FILE)!r}); print('ok', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,sys,time; c=duckdb.connect({str(tmp_path / 's' / DB_FILE)!r}); print('ok', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ok"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +15,7 @@ from decayrec.decay.strength import StrengthModel, _pav_stack, isotonic_fit, key
 from decayrec.errors import InputError
 from decayrec.simulate import SimConfig, simulate
 
-NOW = datetime(2024, 4, 20, tzinfo=timezone.utc)
+NOW = datetime(2024, 4, 20, tzinfo=UTC)
 
 
 def make_decay(by_category: dict[str, float], global_days: float = 10.0, weights: dict | None = None) -> DecayModel:
@@ -203,9 +203,7 @@ def test_events_after_now_do_not_change_the_fit(sim):
     # Events after now are moved; every other row is untouched. Then more future rows are added.
     moved = np.where(ts > now_us, ts + 86_400_000_000 * 3, ts)
     changed = s.events.set_column(3, "timestamp", pa.array(moved, pa.timestamp("us", tz="UTC")))
-    future = s.events.slice(0, 500).set_column(
-        3, "timestamp", pa.array(np.full(500, now_us + 1), pa.timestamp("us", tz="UTC"))
-    )
+    future = s.events.slice(0, 500).set_column(3, "timestamp", pa.array(np.full(500, now_us + 1), pa.timestamp("us", tz="UTC")))
     assert (ts > now_us).any()
     again = StrengthModel().fit(pa.concat_tables([changed, future]), decay, NOW).to_json_dict()
     assert again == base
@@ -236,7 +234,7 @@ def test_json_round_trip_predicts_the_same(sim):
 
 
 def test_item_level_uses_the_items_category_half_life():
-    t = pa.array([datetime(2024, 4, 1, tzinfo=timezone.utc)] * 3, pa.timestamp("us", tz="UTC"))
+    t = pa.array([datetime(2024, 4, 1, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC"))
     events = pa.table(
         {
             "user_id": ["u", "u", "u"],
@@ -258,4 +256,4 @@ def test_bad_parameters_and_unfitted_use_say_how_to_fix(sim):
     with pytest.raises(InputError, match="not fitted"):
         StrengthModel().predict([1.0])
     with pytest.raises(InputError, match="no category was engaged again"):
-        StrengthModel().fit(s.events, decay, datetime(2024, 1, 2, tzinfo=timezone.utc))
+        StrengthModel().fit(s.events, decay, datetime(2024, 1, 2, tzinfo=UTC))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +18,7 @@ from decayrec.simulate import SimConfig, simulate
 from decayrec.trends import TRENDS_SCHEMA, TrendConfig, forecast_backtest, plot_trends, trend_series, trends
 from decayrec.trends.glm import fit_poisson
 
-NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
 LN2 = math.log(2.0)
 _US = 86_400_000_000
 
@@ -292,7 +292,7 @@ def test_series_ends_at_the_table_and_is_exact(streams):
     a, b = row(result, "A")["interest"], row(result, "B")["interest"]
     assert series.interest[:, -1] == pytest.approx([b, a, 0.0, a], rel=1e-9)
     # each grid point equals trends() as of that time
-    mid = series.times[3].astype(datetime).replace(tzinfo=timezone.utc)
+    mid = series.times[3].astype(datetime).replace(tzinfo=UTC)
     assert series.interest[1, 3] == pytest.approx(row(trends(streams, mid, config=cfg), "A")["interest"], rel=1e-9)
     long = series.to_table()
     assert long.num_rows == 28 and long.column_names == ["key", "time", "interest"]

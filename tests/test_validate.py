@@ -21,7 +21,7 @@ def one(user="u", item="i", event="view", ts="2017-11-25T08:00:00Z", unit="s", *
 
 
 @pytest.mark.parametrize(
-    "ts, unit, expected",
+    ("ts", "unit", "expected"),
     [
         ("2017-11-25T08:00:00Z", "s", datetime(2017, 11, 25, 8)),
         ("2017-11-25T09:30:00+01:30", "s", datetime(2017, 11, 25, 8)),
@@ -57,7 +57,7 @@ def test_empty_optional_fields_are_null():
 
 
 @pytest.mark.parametrize(
-    "kwargs, reason",
+    ("kwargs", "reason"),
     [
         ({"user": ""}, "missing user_id"),
         ({"user": "   "}, "missing user_id"),
@@ -102,7 +102,11 @@ def test_preset_reason_wins_and_every_row_is_accounted_for():
     )
     result = validate_batch(duckdb.connect(), table, "s")
     assert result.events["user_id"].to_pylist() == ["a"]
-    assert result.quarantined["reason"].to_pylist() == ["order status canceled", "wrong number of fields: expected 4, found 1", "missing item_id"]
+    assert result.quarantined["reason"].to_pylist() == [
+        "order status canceled",
+        "wrong number of fields: expected 4, found 1",
+        "missing item_id",
+    ]
     assert result.quarantined["line"].to_pylist() == [3, 4, 5]
     assert result.quarantined["raw"].to_pylist()[1] == "garbage"
     assert result.events.num_rows + result.quarantined.num_rows == table.num_rows

@@ -4,8 +4,8 @@ The public surface is small; see the README for the guide.
 """
 
 from decayrec.errors import DecayrecError, InputError, StoreError
-from decayrec.ingest import IngestReport, ingest
 from decayrec.events import open_events
+from decayrec.ingest import IngestReport, ingest
 from decayrec.store import EventStore
 from decayrec.timeparse import parse_time
 
@@ -17,8 +17,8 @@ __all__ = [
     "IngestReport",
     "InputError",
     "StoreError",
+    "__version__",
     "ingest",
     "open_events",
     "parse_time",
-    "__version__",
 ]

@@ -47,7 +47,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = None,
 ) -> None:
     """decayrec: how customers' interest fades, from their event logs."""
 
@@ -76,10 +78,19 @@ def _progress(label: str):
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Event file(s): CSV, CSV.gz, TSV or Parquet; several for multi-file formats.", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Event file(s): CSV, CSV.gz, TSV or Parquet; several for multi-file formats.", show_default=False),
+    ],
     store: Annotated[Path, typer.Option("--store", help="Store directory (created if missing).", show_default=False)],
     format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "canonical",
-    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="CSV for unusable rows (file, line, reason, raw values). Default: STORE/quarantine/ingest-N.csv when any.")] = None,
+    quarantine: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--quarantine",
+            help="CSV for unusable rows (file, line, reason, raw values). Default: STORE/quarantine/ingest-N.csv when any.",
+        ),
+    ] = None,
 ) -> None:
     """Validate event files and append them to an embedded store; duplicates are dropped, bad rows quarantined."""
     from decayrec.ingest import IngestError
@@ -88,7 +99,9 @@ def ingest(
     from decayrec.store import EventStore
 
     get_reader(format)  # an unknown --format fails before the store is created
-    check_outputs({"--store": store, "--quarantine": quarantine}, files, suffixes={"--quarantine": (".csv",)}, directories=("--store",))
+    check_outputs(
+        {"--store": store, "--quarantine": quarantine}, files, suffixes={"--quarantine": (".csv",)}, directories=("--store",)
+    )
     with EventStore.open(store, create=True) as s, _progress("ingest") as progress:
         try:
             report = run_ingest(files, s, format=format, quarantine=quarantine, progress=progress)
@@ -102,7 +115,9 @@ def ingest(
 def export(
     store: Annotated[Path, typer.Option("--store", help="Store directory made by ingest.", show_default=False)],
     out_path: Annotated[Path, typer.Option("--out", help="FILE.csv, FILE.csv.gz or FILE.parquet.", show_default=False)],
-    at: Annotated[Optional[str], typer.Option("--at", help="Only events at or before this time (ISO-8601 or epoch). Default: all.")] = None,
+    at: Annotated[
+        Optional[str], typer.Option("--at", help="Only events at or before this time (ISO-8601 or epoch). Default: all.")
+    ] = None,
 ) -> None:
     """Write the stored events in the canonical format, sorted by timestamp, user_id, item_id."""
     from decayrec.store import EventStore
@@ -138,7 +153,10 @@ def _events(source: Path, format: str, at: Optional[str], quarantine: Optional[P
         raise InputError(f"{source} holds no events", "ingest some events first")
     now = when if when is not None else parse_time(last.isoformat())
     if now < parse_time(first.isoformat()):
-        raise InputError(f"--at {at} is before the first event ({first:%Y-%m-%dT%H:%M:%SZ})", "give a later --at, or none for the last event's time")
+        raise InputError(
+            f"--at {at} is before the first event ({first:%Y-%m-%dT%H:%M:%SZ})",
+            "give a later --at, or none for the last event's time",
+        )
     return store, store.scan(now), now
 
 
@@ -166,14 +184,21 @@ def fit_decay_command(
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     grid_points: Annotated[int, typer.Option("--grid-points", min=5, help="Half-lives tried between 1 hour and 365 days.")] = 17,
-    per_user: Annotated[bool, typer.Option("--per-user", help="Also learn how fast each user forgets (a multiplier "
-                                           "per user, written to DECAY.json under user_scale).")] = False,
+    per_user: Annotated[
+        bool,
+        typer.Option(
+            "--per-user",
+            help="Also learn how fast each user forgets (a multiplier per user, written to DECAY.json under user_scale).",
+        ),
+    ] = False,
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Learn half-lives per category and per event type (with 95% intervals) and event weights."""
     from decayrec.decay.fit import FitConfig, fit_decay
 
-    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)}
+    )
     _, table, now = _events(events, format, at, quarantine)
     config = FitConfig(grid_points=grid_points, per_user=per_user)
     model = fit_decay(table, now, config, progress=_fit_progress("fit-decay"))
@@ -187,7 +212,9 @@ def profile(
     events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
     user: Annotated[str, typer.Option("--user", help="The user id.", show_default=False)],
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="PROFILE.json, or a .png plot of the interest curves.")] = None,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="PROFILE.json, or a .png plot of the interest curves.")
+    ] = None,
     decay: Annotated[Optional[Path], typer.Option("--decay", help="DECAY.json from fit-decay (default: fit it now).")] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     top: Annotated[int, typer.Option("--top", min=1, help="Interests listed per level.")] = 10,
@@ -199,8 +226,11 @@ def profile(
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel
 
-    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events, decay],
-                  suffixes={"--out": (".json", ".png"), "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--quarantine": quarantine},
+        [events, decay],
+        suffixes={"--out": (".json", ".png"), "--quarantine": (".csv",)},
+    )
     _, table, now = _events(events, format, at, quarantine)
     model = DecayModel.load(decay) if decay else fit_decay(table, now, FitConfig(), progress=_fit_progress("fit decay"))
     has_categories = "category_id" in table.column_names and table["category_id"].null_count < table.num_rows
@@ -245,17 +275,40 @@ def _read_users(path: Path) -> list[str]:
 @app.command()
 def recommend(
     events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
-    users: Annotated[Path, typer.Option("--users", help="USERS.txt: one user id a line (unknown users get cold-start lists).", show_default=False)],
+    users: Annotated[
+        Path,
+        typer.Option("--users", help="USERS.txt: one user id a line (unknown users get cold-start lists).", show_default=False),
+    ],
     out_path: Annotated[Path, typer.Option("--out", help="RECS.csv to write.", show_default=False)],
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 20,
-    model: Annotated[str, typer.Option("--model", help="decayrec, repeat, covisit, itemknn, decayed_popularity, popularity, als or bpr.")] = "decayrec",
-    horizon_days: Annotated[Optional[float], typer.Option("--horizon-days", min=0.0001, help="What the lists are for: the next "
-                            "visit, basket or month, in days (decayrec). Default: inferred from the log and reported.")] = None,
-    budget_seconds: Annotated[float, typer.Option("--budget-seconds", min=1.0, help="Time bound of decayrec's search for its "
-                              "settings on validation windows inside the training period.")] = 600.0,
-    card: Annotated[Optional[Path], typer.Option("--card", help="Write CARD.json: what decayrec chose, every setting tried "
-                    "with its validation score, and what it serves.")] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="decayrec, repeat, covisit, itemknn, decayed_popularity, popularity, als or bpr.")
+    ] = "decayrec",
+    horizon_days: Annotated[
+        Optional[float],
+        typer.Option(
+            "--horizon-days",
+            min=0.0001,
+            help="What the lists are for: the next "
+            "visit, basket or month, in days (decayrec). Default: inferred from the log and reported.",
+        ),
+    ] = None,
+    budget_seconds: Annotated[
+        float,
+        typer.Option(
+            "--budget-seconds",
+            min=1.0,
+            help="Time bound of decayrec's search for its settings on validation windows inside the training period.",
+        ),
+    ] = 600.0,
+    card: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--card",
+            help="Write CARD.json: what decayrec chose, every setting tried with its validation score, and what it serves.",
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
@@ -267,8 +320,11 @@ def recommend(
     """
     from decayrec.recommend.registry import MAIN, make_model
 
-    check_outputs({"--out": out_path, "--card": card, "--quarantine": quarantine}, [events, users],
-                  suffixes={"--out": TABLE_SUFFIXES, "--card": (".json",), "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--card": card, "--quarantine": quarantine},
+        [events, users],
+        suffixes={"--out": TABLE_SUFFIXES, "--card": (".json",), "--quarantine": (".csv",)},
+    )
     wanted = _read_users(users)
     if model != MAIN and (horizon_days is not None or card is not None):
         raise InputError(f"--horizon-days and --card apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}")
@@ -298,8 +354,12 @@ def churn(
     out_path: Annotated[Path, typer.Option("--out", help="RISK.csv to write.", show_default=False)],
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.001, help="p_active is over (at, at + horizon].")] = 30.0,
-    model: Annotated[str, typer.Option("--model", help="decayrec (learned, calibrated) or bgnbd (BG/NBD baseline).")] = "decayrec",
-    plan_path: Annotated[Optional[Path], typer.Option("--plan", help="Also write a re-engagement PLAN.csv for the users at risk.")] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="decayrec (learned, calibrated) or bgnbd (BG/NBD baseline).")
+    ] = "decayrec",
+    plan_path: Annotated[
+        Optional[Path], typer.Option("--plan", help="Also write a re-engagement PLAN.csv for the users at risk.")
+    ] = None,
     plan_model: Annotated[str, typer.Option("--plan-model", help="Recommender for the plan's re-engagement lists.")] = "decayrec",
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per plan action.")] = 10,
     top: Annotated[int, typer.Option("--top", min=0, help="At-risk users printed.")] = 10,
@@ -310,8 +370,11 @@ def churn(
     from decayrec.lapse import PlanConfig, make_lapse_model, make_plan
     from decayrec.views import plan_table, risk_view
 
-    check_outputs({"--out": out_path, "--plan": plan_path, "--quarantine": quarantine}, [events],
-                  suffixes={"--out": TABLE_SUFFIXES, "--plan": TABLE_SUFFIXES, "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--plan": plan_path, "--quarantine": quarantine},
+        [events],
+        suffixes={"--out": TABLE_SUFFIXES, "--plan": TABLE_SUFFIXES, "--quarantine": (".csv",)},
+    )
     lapse = make_lapse_model(model, horizon_days)
     if plan_path is not None:
         from decayrec.recommend.registry import make_model
@@ -331,7 +394,10 @@ def churn(
         plan = make_plan(risk, table, now, recommender=recommender.fit(table, now), config=PlanConfig(k=k))
         write_table(plan, plan_path)
         counts = dict(zip(*np.unique(plan.column("action").to_numpy(zero_copy_only=False), return_counts=True)))
-        out.print(f"wrote a plan for {plan.num_rows:,} users at risk to {plan_path}: " + ", ".join(f"{a} {n:,}" for a, n in sorted(counts.items())))
+        out.print(
+            f"wrote a plan for {plan.num_rows:,} users at risk to {plan_path}: "
+            + ", ".join(f"{a} {n:,}" for a, n in sorted(counts.items()))
+        )
         if top:
             out.print(plan_table(plan, top))
 
@@ -343,7 +409,9 @@ def trends(
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     level: Annotated[str, typer.Option("--level", help="item or category.")] = "category",
     window_days: Annotated[float, typer.Option("--window-days", min=0.001, help="Forecast window.")] = 7.0,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the top rising and fading keys over time (PNG).")] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="Also draw the top rising and fading keys over time (PNG).")
+    ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="Rising and fading keys printed.")] = 5,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
@@ -355,8 +423,11 @@ def trends(
 
     if level not in ("item", "category"):
         raise InputError(f"unknown level {level!r}", "use --level item or --level category")
-    check_outputs({"--out": out_path, "--plot": plot, "--quarantine": quarantine}, [events],
-                  suffixes={"--out": TABLE_SUFFIXES, "--plot": (".png",), "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--plot": plot, "--quarantine": quarantine},
+        [events],
+        suffixes={"--out": TABLE_SUFFIXES, "--plot": (".png",), "--quarantine": (".csv",)},
+    )
     config = TrendConfig(window_days=window_days)
     _, table, now = _events(events, format, at, quarantine)
     result = trend_table(table, now, level=level, config=config)
@@ -377,10 +448,14 @@ def trends(
 def evaluate(
     events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
     out_path: Annotated[Path, typer.Option("--out", help="RESULTS.json to write.", show_default=False)],
-    cutoff: Annotated[Optional[str], typer.Option("--cutoff", help="Train on events up to here; default: last event - horizon.")] = None,
+    cutoff: Annotated[
+        Optional[str], typer.Option("--cutoff", help="Train on events up to here; default: last event - horizon.")
+    ] = None,
     horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.001, help="Length of the test window.")] = 7.0,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="List length scored.")] = 20,
-    models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")] = "decayrec,repeat,covisit,decayed_popularity,popularity,als,bpr",
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated model names.")
+    ] = "decayrec,repeat,covisit,decayed_popularity,popularity,als,bpr",
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
@@ -390,7 +465,9 @@ def evaluate(
     from decayrec.recommend.registry import make_model
     from decayrec.timeparse import parse_time
 
-    check_outputs({"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)})
+    check_outputs(
+        {"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)}
+    )
     names = [m.strip() for m in models.split(",") if m.strip()]
     # decayrec trains its ranker on a label window as long as the test window it is judged on.
     built = {name: make_model(name, **({"horizon_days": horizon_days} if name == "decayrec" else {})) for name in names}
@@ -424,12 +501,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except OSError as exc:  # a path the system refused (permissions, a vanished folder): the user's to fix
         where = f"{exc.filename}: " if exc.filename else ""
-        err.print(f"error: {where}{exc.strerror or exc}; check the path and its permissions", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"error: {where}{exc.strerror or exc}; check the path and its permissions",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, one line
         if os.environ.get("DECAYREC_DEBUG"):
             traceback.print_exc()
-        err.print(f"internal error: {type(exc).__name__}: {exc} (set DECAYREC_DEBUG=1 for the traceback)", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (set DECAYREC_DEBUG=1 for the traceback)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

@@ -16,10 +16,10 @@ from decayrec.views import summary_table
 
 
 def run_demo(workdir: Path, *, users: int, seed: int, console: Console, progress: Callable) -> None:
-    from decayrec.views import print_ingest
     from decayrec.ingest import ingest
     from decayrec.simulate import SimConfig, simulate
     from decayrec.store import EventStore
+    from decayrec.views import print_ingest
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -92,11 +92,11 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     """Fit half-lives on the simulated shop and compare them with the truth it was built from."""
     import numpy as np
 
-    from decayrec.views import decay_table, profile_tables
     from decayrec.decay.fit import FitConfig, fit_decay
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel
     from decayrec.timeparse import parse_time
+    from decayrec.views import decay_table, profile_tables
 
     now = parse_time(truth["end"])
     started = time.perf_counter()
@@ -109,7 +109,9 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     errors = {c: abs(model.by_category[c].days - h) / h for c, h in true_h.items() if c in model.by_category}
     plain = [e for c, e in errors.items() if c not in consumable]
     cons = [e for c, e in errors.items() if c in consumable]
-    inside = np.mean([model.by_category[c].low <= h <= model.by_category[c].high for c, h in true_h.items() if c not in consumable])
+    inside = np.mean(
+        [model.by_category[c].low <= h <= model.by_category[c].high for c, h in true_h.items() if c not in consumable]
+    )
     console.print(
         f"fitted vs true half-life: median relative error {np.median(plain):.1%} over {len(plain)} categories "
         f"whose events follow the decay model ({inside:.0%} of their true values inside the 95% interval); "
@@ -120,7 +122,9 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     strength_item = StrengthModel(level="item").fit(events, model, now)
     users = events["user_id"].value_counts().to_pylist()
     busiest = max(users, key=lambda u: u["counts"])["values"]
-    console.print(f"[bold]4. an interest profile[/] (the busiest user; any user: decayrec profile --events {workdir / 'store'} --user ID)")
+    console.print(
+        f"[bold]4. an interest profile[/] (the busiest user; any user: decayrec profile --events {workdir / 'store'} --user ID)"
+    )
     console.print(profile_tables(build_profile(events, busiest, model, strength_cat, strength_item, now, top=4)))
 
 

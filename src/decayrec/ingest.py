@@ -8,9 +8,9 @@ to the store before the next is read.
 
 from __future__ import annotations
 
-from collections import Counter
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,8 +95,10 @@ class IngestError(InputError):
 class _Quarantine:
     """Appends quarantined rows to one CSV, opened on first use (or at once when asked for)."""
 
-    schema = pa.schema([("file", pa.string()), ("line", pa.int64()), ("reason", pa.string())]
-                       + [(c, pa.string()) for c in QUARANTINE_COLUMNS[3:]])
+    schema = pa.schema(
+        [("file", pa.string()), ("line", pa.int64()), ("reason", pa.string())]
+        + [(c, pa.string()) for c in QUARANTINE_COLUMNS[3:]]
+    )
 
     def __init__(self, path: Path | None, always: bool):
         self.path = path
@@ -200,15 +202,17 @@ def ingest(
         stored = result.kept
         raise IngestError(
             failure.problem,
-            (failure.fix or "fix the file") + (f"; {stored:,} events read before it are stored, and ingesting it again "
-                                               "adds only what is new" if stored else ""),
+            (failure.fix or "fix the file")
+            + (f"; {stored:,} events read before it are stored, and ingesting it again adds only what is new" if stored else ""),
             result,
         )
     store.record_ingest(result.to_dict())
     stored = f"; the {result.kept:,} events of the other files are stored" if result.kept else ""
     for report in result.files:
         if report.rows_read == 0:
-            raise IngestError(f"{report.source} has no events", "give a file with at least one row after the header" + stored, result)
+            raise IngestError(
+                f"{report.source} has no events", "give a file with at least one row after the header" + stored, result
+            )
         if report.kept + report.duplicates == 0:
             reason, count = report.reasons.most_common(1)[0]
             raise IngestError(
@@ -276,7 +280,7 @@ def _validated_stream(
                 report.epoch_unit = report.epoch_unit or unit
                 report.rows_read += batch.table.num_rows
                 put((batch.source, validate_batch(con, batch.table, unit or "s"), batch.bytes_done))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             put(exc)
             return
         finally:

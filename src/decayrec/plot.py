@@ -69,9 +69,7 @@ def plot_profile(
     chosen = (interests.live + interests.faded)[:top]
     if not chosen:
         raise InputError(f"user {profile.user_id} has no {level} interests to draw", "draw the other level")
-    data = curve_data(
-        events, profile.user_id, decay, profile.at, [i.key for i in chosen], n_points, days_back, level
-    )
+    data = curve_data(events, profile.user_id, decay, profile.at, [i.key for i in chosen], n_points, days_back, level)
     now = np.datetime64(profile.at.replace(tzinfo=None), "us")
 
     fig = Figure(figsize=(11.5, 5.6), dpi=110, layout="constrained")
@@ -88,8 +86,7 @@ def plot_profile(
         ax.plot(data.event_times[i][shown], data.event_values[i][shown], "o", ms=3.5, color=line.get_color())
     fade = interests.fade_level
     fade_label = (
-        f"fade level S = {fade:.3g}\n(strength {interests.faded_threshold:g}: "
-        f"P(engage within {interests.horizon_days:g} d))"
+        f"fade level S = {fade:.3g}\n(strength {interests.faded_threshold:g}: P(engage within {interests.horizon_days:g} d))"
     )
     if 0 < fade < math.inf and (not log_y or fade >= floor):
         ax.axhline(fade, ls="--", lw=1.2, color="0.35", label=fade_label)

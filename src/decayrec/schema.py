@@ -7,7 +7,7 @@ code inside the package trusts what the boundary lets through.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Final
 
 USER: Final = "user_id"
@@ -48,8 +48,8 @@ def canonical_event(name: str) -> str | None:
 
 # Timestamps outside this window are rejected as absurd: they are almost always a wrong
 # epoch unit, a zero placeholder or a typo. Public logs start in the mid 1990s.
-EARLIEST: Final = datetime(1990, 1, 1, tzinfo=timezone.utc)
-LATEST: Final = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST: Final = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 # Unix epoch units, detected per file from the magnitude of the numbers.
 EPOCH_UNITS: Final[dict[str, int]] = {"s": 1_000_000, "ms": 1_000, "us": 1}

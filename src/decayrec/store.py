@@ -9,7 +9,7 @@ only), exported to CSV or Parquet in the canonical format. A schema version in t
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class EventStore:
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
-    def in_memory(cls) -> "EventStore":
+    def in_memory(cls) -> EventStore:
         """A throw-away store in memory, for commands given an events file instead of a store."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
@@ -62,7 +62,7 @@ class EventStore:
         return (Path(path) / DB_FILE).is_file()
 
     @classmethod
-    def open(cls, directory: str | Path, *, create: bool = False, read_only: bool = False) -> "EventStore":
+    def open(cls, directory: str | Path, *, create: bool = False, read_only: bool = False) -> EventStore:
         directory = Path(directory)
         path = directory / DB_FILE
         if not path.exists():
@@ -76,7 +76,9 @@ class EventStore:
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise InputError(f"cannot create the store {directory} ({exc.strerror})", "choose a writable place for --store") from None
+                raise InputError(
+                    f"cannot create the store {directory} ({exc.strerror})", "choose a writable place for --store"
+                ) from None
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -95,7 +97,7 @@ class EventStore:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "EventStore":
+    def __enter__(self) -> EventStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -169,7 +171,7 @@ class EventStore:
         """
         if events.num_rows == 0:
             return 0, 0
-        batch = events.select(list(_COLS))  # noqa: F841  (read by the SQL below)
+        batch = events.select(list(_COLS))
         con = self.con
         con.register("incoming", batch)
         try:
@@ -265,9 +267,7 @@ class EventStore:
             params,
         ).fetchall()[0]
         by_type = dict(
-            self.con.execute(
-                f"SELECT CAST(event AS VARCHAR), count(*) FROM events {where} GROUP BY 1", params
-            ).fetchall()
+            self.con.execute(f"SELECT CAST(event AS VARCHAR), count(*) FROM events {where} GROUP BY 1", params).fetchall()
         )
         return {
             "users": users,
@@ -283,9 +283,7 @@ class EventStore:
 def _naive_utc(at: datetime) -> datetime:
     """Times inside the store are naive UTC."""
     if at.tzinfo is not None:
-        from datetime import timezone
-
-        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        at = at.astimezone(UTC).replace(tzinfo=None)
     return at
 
 

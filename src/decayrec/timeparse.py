@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from decayrec import schema
 from decayrec.errors import InputError
@@ -21,7 +21,7 @@ def parse_time(text: str, *, option: str = "--at") -> datetime:
     if number is not None:
         unit = schema.detect_epoch_unit(abs(number))
         micros = int(number * schema.EPOCH_UNITS[unit])
-        at = datetime.fromtimestamp(0, timezone.utc) + _micros(micros)
+        at = datetime.fromtimestamp(0, UTC) + _micros(micros)
     else:
         try:
             at = datetime.fromisoformat(value.replace(" UTC", "+00:00"))
@@ -30,9 +30,11 @@ def parse_time(text: str, *, option: str = "--at") -> datetime:
                 f"{option} {text!r} is not a time",
                 "write it as ISO-8601 (2017-11-25T08:00:00Z, 2017-11-25) or a Unix epoch number",
             ) from None
-        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     if not (schema.EARLIEST <= at < schema.LATEST):
-        raise InputError(f"{option} {text!r} reads as {at:%Y-%m-%d}", f"give a time between {schema.EARLIEST:%Y} and {schema.LATEST:%Y}")
+        raise InputError(
+            f"{option} {text!r} reads as {at:%Y-%m-%d}", f"give a time between {schema.EARLIEST:%Y} and {schema.LATEST:%Y}"
+        )
     return at
 
 
@@ -45,5 +47,5 @@ def _micros(n: int):
 def iso(at: datetime) -> str:
     """ISO-8601 in UTC with a ``Z``, dropping zero microseconds."""
     if at.tzinfo is not None:
-        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        at = at.astimezone(UTC).replace(tzinfo=None)
     return at.isoformat(timespec="microseconds" if at.microsecond else "seconds") + "Z"

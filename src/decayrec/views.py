@@ -15,9 +15,13 @@ def print_ingest(report: IngestReport, out: Console) -> None:
     for col in ("file", "rows read", "kept", "quarantined", "duplicates", "epoch unit"):
         table.add_column(col, justify="left" if col == "file" else "right")
     for f in report.files:
-        table.add_row(f.source, f"{f.rows_read:,}", f"{f.kept:,}", f"{f.quarantined:,}", f"{f.duplicates:,}", epoch_unit_name(f.epoch_unit))
+        table.add_row(
+            f.source, f"{f.rows_read:,}", f"{f.kept:,}", f"{f.quarantined:,}", f"{f.duplicates:,}", epoch_unit_name(f.epoch_unit)
+        )
     if len(report.files) > 1:
-        table.add_row("total", f"{report.rows_read:,}", f"{report.kept:,}", f"{report.quarantined:,}", f"{report.duplicates:,}", "")
+        table.add_row(
+            "total", f"{report.rows_read:,}", f"{report.kept:,}", f"{report.quarantined:,}", f"{report.duplicates:,}", ""
+        )
     out.print(table)
     for line in balance_lines(report):
         out.print(line, soft_wrap=True)
@@ -35,9 +39,7 @@ def balance_lines(report: IngestReport) -> list[str]:
         f"kept {report.kept:,} + quarantined {report.quarantined:,} + duplicates {report.duplicates:,} "
         f"= rows read {report.rows_read:,}"
     )
-    for f in report.files:
-        if f.error:
-            lines.append(f"{f.source} stopped: {f.error}")
+    lines += [f"{f.source} stopped: {f.error}" for f in report.files if f.error]
     return lines
 
 
@@ -62,8 +64,14 @@ def decay_table(model, truth: dict | None = None, top: int = 15) -> Table:
     row("all (pooled)", model.global_half_life)
     if model.user_scale:
         p10, p50, p90 = np.quantile(list(model.user_scale.values()), [0.1, 0.5, 0.9])
-        table.add_row(f"per-user multiplier ({len(model.user_scale):,} users)", f"x {p50:.2f}",
-                      f"x {p10:.2f} .. {p90:.2f} (p10..p90)", "", "", *([""] if truth is not None else []))
+        table.add_row(
+            f"per-user multiplier ({len(model.user_scale):,} users)",
+            f"x {p50:.2f}",
+            f"x {p10:.2f} .. {p90:.2f} (p10..p90)",
+            "",
+            "",
+            *([""] if truth is not None else []),
+        )
     for event, hl in model.by_event.items():
         row(f"event: {event}", hl, f"{model.weights.get(event, 0):.2f}")
     ranked = sorted(model.by_category.items(), key=lambda kv: -kv[1].events)
@@ -92,12 +100,17 @@ def profile_tables(result) -> Table:
             for r in rows:
                 fade = "now" if r.faded else ("never" if r.time_to_fade_days == float("inf") else f"{r.time_to_fade_days:.1f}")
                 table.add_row(
-                    interests.level, r.key, state, f"{r.interest:.3f}", f"{r.strength:.2f}", f"{r.half_life_days:.1f}",
-                    fade, f"{r.last_event:%Y-%m-%d}", f"{r.peak_at:%Y-%m-%d}",
+                    interests.level,
+                    r.key,
+                    state,
+                    f"{r.interest:.3f}",
+                    f"{r.strength:.2f}",
+                    f"{r.half_life_days:.1f}",
+                    fade,
+                    f"{r.last_event:%Y-%m-%d}",
+                    f"{r.peak_at:%Y-%m-%d}",
                 )
     return table
-
-
 
 
 def summary_table(summary: dict) -> Table:
@@ -137,8 +150,13 @@ def plan_table(plan, top: int = 10) -> Table:
         items = row["items"].split("|") if row["items"] else []
         shown = ", ".join(items[:3]) + (f" +{len(items) - 3}" if len(items) > 3 else "")
         table.add_row(
-            str(row["priority"]), row["user_id"], f"{row['p_active']:.2f}", row["action"], shown,
-            f"{row['expected_value']:.3g}", row["reason"],
+            str(row["priority"]),
+            row["user_id"],
+            f"{row['p_active']:.2f}",
+            row["action"],
+            shown,
+            f"{row['expected_value']:.3g}",
+            row["reason"],
         )
     return table
 
@@ -156,6 +174,7 @@ def trends_view(table, top: int = 5) -> Table:
     for col in ("trend", "key", "interest", "momentum", "events_window", "forecast", "evidence"):
         view.add_column(col, justify="left" if col in ("trend", "key", "evidence") else "right")
     rows = table.to_pylist()
+
     # Largest change in rate first: a busy key losing a third matters more than a dead one at 0.
     def change(r: dict) -> float:
         return r["interest_short"] - r["interest_long"]
@@ -164,7 +183,12 @@ def trends_view(table, top: int = 5) -> Table:
     fading = sorted((r for r in rows if r["trend"] == "fading"), key=change)[:top]
     for r in rising + fading:
         view.add_row(
-            r["trend"], str(r["key"]), f"{r['interest']:.3g}", f"{r['momentum']:.2f}", f"{r['events_window']:,}",
-            f"{r['forecast']:.1f}", r["evidence"],
+            r["trend"],
+            str(r["key"]),
+            f"{r['interest']:.3g}",
+            f"{r['momentum']:.2f}",
+            f"{r['events_window']:,}",
+            f"{r['forecast']:.1f}",
+            r["evidence"],
         )
     return view

@@ -4,6 +4,7 @@
 for several half-lives ``h`` at once; times and half-lives in days (:func:`to_days`).
 """
 
+from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik, heldout_terms
 from decayrec.decay.ids import IdMap, PairMap, pair_codes
 from decayrec.decay.kernels import (
     counts,
@@ -18,31 +19,30 @@ from decayrec.decay.kernels import (
     time_to_fade,
     to_days,
 )
-from decayrec.decay.state import DecayState
 from decayrec.decay.model import DecayModel, HalfLife
-from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik, heldout_terms
-from decayrec.decay.strength import StrengthModel
 from decayrec.decay.profile import Profile, build_profile, build_profiles, interest_table
+from decayrec.decay.state import DecayState
+from decayrec.decay.strength import StrengthModel
 
 __all__ = [
     "DecayModel",
     "DecayState",
     "FitConfig",
     "HalfLife",
+    "IdMap",
+    "PairMap",
     "Profile",
     "StrengthModel",
     "build_profile",
     "build_profiles",
-    "fit_decay",
-    "heldout_loglik",
-    "heldout_terms",
-    "interest_table",
-    "IdMap",
-    "PairMap",
     "counts",
     "decayed_sums",
     "event_weights",
+    "fit_decay",
     "from_days",
+    "heldout_loglik",
+    "heldout_terms",
+    "interest_table",
     "last_event_time",
     "pair_codes",
     "peak_time",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
@@ -83,7 +83,8 @@ class FitConfig(BaseModel):
         "user_last_event", description="Where each user's windows close: their last event (default) or now."
     )
     per_user: bool = Field(
-        False, description="Also fit one multiplier of the category half-lives per user (quick and slow "
+        False,
+        description="Also fit one multiplier of the category half-lives per user (quick and slow "
         "forgetters; the excitation per event is kept), shrunk toward 1 by an empirical-Bayes prior on its log.",
     )
 
@@ -114,7 +115,7 @@ class Sequences:
 
     @property
     def n_days(self) -> int:
-        return int(math.floor(self.now)) + 1
+        return math.floor(self.now) + 1
 
     @property
     def n_cat(self) -> int:
@@ -134,11 +135,13 @@ def prepare(
     ts = events[schema.TIMESTAMP]
     if pa.types.is_timestamp(ts.type) and ts.type.tz is not None:
         ts = ts.cast(pa.timestamp("us"))
-    now_naive = np.datetime64(now.astimezone(timezone.utc).replace(tzinfo=None), "us")
+    now_naive = np.datetime64(now.astimezone(UTC).replace(tzinfo=None), "us")
     keep = pc.less_equal(ts, pa.scalar(now_naive.astype(object), pa.timestamp("us")))
     events = events.filter(keep)
     if events.num_rows < 2:
-        raise InputError(f"only {events.num_rows} event(s) at or before {now:%Y-%m-%d %H:%M}", "give more history or a later --at")
+        raise InputError(
+            f"only {events.num_rows} event(s) at or before {now:%Y-%m-%d %H:%M}", "give more history or a later --at"
+        )
     ts = events[schema.TIMESTAMP]
     if pa.types.is_timestamp(ts.type) and ts.type.tz is not None:
         ts = ts.cast(pa.timestamp("us"))
@@ -179,8 +182,19 @@ def prepare(
         end = np.zeros(n_seq)
         end[seq[starts]] = user_last[user[starts]]
     return Sequences(
-        times=times, seq=seq, cat=cat, etype=etype, is_point=is_point, first=first_time, end=end,
-        seq_cat=seq_cat, seq_user=seq_user, now=now_days, categories=categories, point_types=tuple(point_events), origin=origin,
+        times=times,
+        seq=seq,
+        cat=cat,
+        etype=etype,
+        is_point=is_point,
+        first=first_time,
+        end=end,
+        seq_cat=seq_cat,
+        seq_user=seq_user,
+        now=now_days,
+        categories=categories,
+        point_types=tuple(point_events),
+        origin=origin,
         users=users,
     )
 
@@ -221,8 +235,16 @@ class Problem:
 def _problem(data: Sequences, idx: np.ndarray, features: np.ndarray, compensator: np.ndarray, by_category: bool) -> Problem:
     groups = data.cat[idx] if by_category else np.zeros(idx.size, dtype=np.int64)
     seq_group = data.seq_cat if by_category else np.zeros(data.n_seq, dtype=np.int64)
-    return Problem(data, features, compensator, data.seq[idx], groups, np.floor(data.times[idx]).astype(np.int64),
-                   seq_group, data.n_cat if by_category else 1)
+    return Problem(
+        data,
+        features,
+        compensator,
+        data.seq[idx],
+        groups,
+        np.floor(data.times[idx]).astype(np.int64),
+        seq_group,
+        data.n_cat if by_category else 1,
+    )
 
 
 def _season_exposure(data: Sequences, season: np.ndarray) -> np.ndarray:
@@ -288,7 +310,9 @@ def _em(problem: Problem, iterations: int, init: EMResult | None = None) -> EMRe
     if init is None:
         season = np.ones(data.n_days)
         exposure = _season_exposure(data, season)
-        cat_rate = np.bincount(seq_cat, counts, minlength=n_cat) / np.maximum(np.bincount(seq_cat, exposure, minlength=n_cat), 1e-12)
+        cat_rate = np.bincount(seq_cat, counts, minlength=n_cat) / np.maximum(
+            np.bincount(seq_cat, exposure, minlength=n_cat), 1e-12
+        )
         shape = np.full(n_cat, 0.5)
         rate = shape / np.maximum(cat_rate, 1e-9)
         alpha = np.full((problem.n_groups, m), 0.5 * max(counts.sum(), 1.0) / max(problem.compensator.sum(), 1e-12))
@@ -309,7 +333,7 @@ def _em(problem: Problem, iterations: int, init: EMResult | None = None) -> EMRe
     for it in range(iterations + 1):
         log_nodes = loc[:, None] + scale[:, None] * _Z[None, :]
         nodes = np.exp(log_nodes)  # (n_seq, Q)
-        excite = (alpha[problem.point_group] * features)  # (n_pts, m)
+        excite = alpha[problem.point_group] * features  # (n_pts, m)
         x = excite.sum(1)
         base = nodes[pseq] * season[pday][:, None]  # (n_pts, Q)
         lam = np.maximum(base + x[:, None], 1e-300)
@@ -468,22 +492,29 @@ def _pooled(data: Sequences, config: FitConfig, idx: np.ndarray) -> tuple[Curve,
     return curve, fits[curve.best()]
 
 
-def _category_loglik(data: Sequences, config: FitConfig, idx: np.ndarray, w: np.ndarray, half_life_by_cat: np.ndarray,
-                     prev: EMResult | None) -> EMResult:
+def _category_loglik(
+    data: Sequences, config: FitConfig, idx: np.ndarray, w: np.ndarray, half_life_by_cat: np.ndarray, prev: EMResult | None
+) -> EMResult:
     """One EM run in which every category has its own half-life: log-likelihood per category."""
     return _fit_at(data, idx, w, half_life_by_cat[data.cat], _iterations(config, prev is not None), prev)
 
 
-def _fit_at(data: Sequences, idx: np.ndarray, w: np.ndarray, hl: np.ndarray, iterations: int,
-            prev: EMResult | None = None) -> EMResult:
+def _fit_at(
+    data: Sequences, idx: np.ndarray, w: np.ndarray, hl: np.ndarray, iterations: int, prev: EMResult | None = None
+) -> EMResult:
     """EM for (mu, alpha per category) at per-event weights ``w`` and half-lives ``hl`` (constant per sequence)."""
     feats = _states(data, hl, w)[idx][:, None]
     comp = np.bincount(data.cat, _kernel_mass(data, hl) * w, minlength=data.n_cat)[:, None]
     return _em(_problem(data, idx, feats, comp, by_category=True), iterations, prev)
 
 
-def _by_category(data: Sequences, config: FitConfig, idx: np.ndarray, weights: np.ndarray, center: float | None,
-                 ) -> tuple[list[Curve], float, float, EMResult | None]:
+def _by_category(
+    data: Sequences,
+    config: FitConfig,
+    idx: np.ndarray,
+    weights: np.ndarray,
+    center: float | None,
+) -> tuple[list[Curve], float, float, EMResult | None]:
     """Curves of every category: a shared grid, then two local refinements per category.
 
     With ``objective="likelihood"`` a curve is the category's profile log-likelihood; with
@@ -566,8 +597,11 @@ def _forecast_scorer(data: Sequences, config: FitConfig, weights: np.ndarray):
         reach = np.flatnonzero(seen[data.seq] & (data.times <= t0 + window))
         anchors.append((t0, train_data, seen, tidx, w[train], test, reach))
     if not anchors:
-        what = f"the last {config.validation_days:g} days" if config.objective == "next_window" else (
-            f"any of {config.anchors} windows of {window:g} days")
+        what = (
+            f"the last {config.validation_days:g} days"
+            if config.objective == "next_window"
+            else (f"any of {config.anchors} windows of {window:g} days")
+        )
         raise InputError(
             f"no repeat engagement in {what} to score half-lives on",
             "use objective='likelihood', or a longer validation_days / anchor_window_days",
@@ -657,9 +691,7 @@ def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, 
     n_events = np.bincount(data.cat, minlength=data.n_cat)
     prior = _log_prior(center, sd)
     names = data.categories.ids.to_pylist()
-    by_category = {
-        name: _summarise(curves[c], bounds, prior, int(n_events[c]), int(points[c])) for c, name in enumerate(names)
-    }
+    by_category = {name: _summarise(curves[c], bounds, prior, int(n_events[c]), int(points[c])) for c, name in enumerate(names)}
     per_cat_h = np.array([by_category[n].days for n in names] + [global_hl.days])
     final = _category_loglik(data, config, idx, weights[data.etype], per_cat_h, last)
     alpha_c = final.alpha[:, 0]
@@ -683,7 +715,7 @@ def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, 
         alpha_by_category={name: float(alpha_c[c]) for c, name in enumerate(names)},
         alpha_global=float(alpha_type[present].max()),
         point_events=data.point_types,
-        fitted_at=now.astimezone(timezone.utc),
+        fitted_at=now.astimezone(UTC),
         prior_log_sd=sd,
         user_scale=user_scale,
         user_scale_log_sd=user_sd,
@@ -703,8 +735,9 @@ def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, 
 USER_RATIOS = np.exp2(np.arange(-4, 5) / 2.0)  # per-user multipliers considered: 1/4 .. 4 in steps of sqrt(2)
 
 
-def _by_user(data: Sequences, config: FitConfig, idx: np.ndarray, weights: np.ndarray, per_cat_h: np.ndarray,
-             start: EMResult) -> tuple[np.ndarray, float]:
+def _by_user(
+    data: Sequences, config: FitConfig, idx: np.ndarray, weights: np.ndarray, per_cat_h: np.ndarray, start: EMResult
+) -> tuple[np.ndarray, float]:
     """One multiplier of the category half-lives per user, and the prior's spread (of its log).
 
     A user with multiplier r has half-lives ``h_c * r`` and event weights ``w / r``: each event
@@ -753,8 +786,9 @@ def user_prior(curves: np.ndarray, log_ratio: np.ndarray) -> tuple[float, np.nda
     return best_sd, (post * log_ratio[:, None]).sum(0)
 
 
-def _by_event(data: Sequences, config: FitConfig, idx: np.ndarray, start: float, present: np.ndarray,
-              pooled: EMResult) -> dict[str, HalfLife]:
+def _by_event(
+    data: Sequences, config: FitConfig, idx: np.ndarray, start: float, present: np.ndarray, pooled: EMResult
+) -> dict[str, HalfLife]:
     """One kernel half-life per event type, by one sweep of coordinate ascent from the pooled value."""
     log_grid = np.log(_grid(config))[::2]  # a coarser grid: each point is one more EM run
     bounds = (log_grid[0], log_grid[-1])
@@ -901,8 +935,19 @@ def _truncate(data: Sequences, keep: np.ndarray, now: float, window_end: str) ->
             np.maximum.at(user_last, data.seq_user[s], t)
             end[seen] = user_last[data.seq_user[seen]]
     truncated = Sequences(
-        times=t, seq=s, cat=data.cat[keep], etype=data.etype[keep], is_point=data.is_point[keep], first=first,
-        end=end, seq_cat=data.seq_cat, seq_user=data.seq_user, now=now, categories=data.categories,
-        point_types=data.point_types, origin=data.origin, users=data.users,
+        times=t,
+        seq=s,
+        cat=data.cat[keep],
+        etype=data.etype[keep],
+        is_point=data.is_point[keep],
+        first=first,
+        end=end,
+        seq_cat=data.seq_cat,
+        seq_user=data.seq_user,
+        now=now,
+        categories=data.categories,
+        point_types=data.point_types,
+        origin=data.origin,
+        users=data.users,
     )
     return truncated, seen

@@ -9,7 +9,8 @@ numpy sorts), so mapping millions of events costs no Python loop.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Union
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,7 @@ __all__ = ["IdMap", "PairMap", "pair_codes"]
 _FORMAT = "decayrec.idmap"
 _VERSION = 1
 
-Strings = Union[pa.Array, pa.ChunkedArray, np.ndarray, Iterable[Any]]
+Strings = pa.Array | pa.ChunkedArray | np.ndarray | Iterable[Any]
 
 
 def _strings(values: Strings) -> pa.Array | pa.ChunkedArray:
@@ -60,14 +61,14 @@ class IdMap:
         self._ids = ids
 
     @classmethod
-    def from_values(cls, values: Strings) -> "IdMap":
+    def from_values(cls, values: Strings) -> IdMap:
         """The distinct non-null ids among ``values``, sorted."""
         uniq = pc.unique(_strings(values)).drop_null()
         if isinstance(uniq, pa.ChunkedArray):
             uniq = uniq.combine_chunks()
         return cls(uniq.take(pc.sort_indices(uniq)))
 
-    def extend(self, values: Strings) -> "IdMap":
+    def extend(self, values: Strings) -> IdMap:
         """A map with the unseen ids of ``values`` appended (sorted); existing codes keep theirs."""
         values = _strings(values)
         unseen = pc.filter(values, pc.invert(pc.fill_null(pc.is_in(values, value_set=self._ids), True)))
@@ -106,7 +107,7 @@ class IdMap:
         return json.dumps({"format": _FORMAT, "version": _VERSION, "ids": self._ids.to_pylist()})
 
     @classmethod
-    def from_json(cls, text: str) -> "IdMap":
+    def from_json(cls, text: str) -> IdMap:
         """Read what :meth:`to_json` wrote."""
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
@@ -143,7 +144,7 @@ class PairMap:
         self._lookup: pa.Array | None = None
 
     @classmethod
-    def build(cls, users: np.ndarray, keys: np.ndarray, n_keys: int) -> tuple["PairMap", np.ndarray]:
+    def build(cls, users: np.ndarray, keys: np.ndarray, n_keys: int) -> tuple[PairMap, np.ndarray]:
         """The map of the distinct pairs among events, and each event's pair code.
 
         Sorts the combined int64 ``user * n_keys + key`` with each event's index packed
@@ -155,9 +156,7 @@ class PairMap:
         if users.shape != keys.shape or users.ndim != 1:
             raise ValueError("users and keys must be 1-d and of equal length")
         if users.size and (users.min() < 0 or keys.min() < 0 or keys.max() >= n_keys):
-            raise ValueError(
-                f"codes must be non-negative with keys below n_keys={n_keys} (drop unknown ids, -1, first)"
-            )
+            raise ValueError(f"codes must be non-negative with keys below n_keys={n_keys} (drop unknown ids, -1, first)")
         combined = users * n_keys + keys
         n = combined.size
         bits = max(n - 1, 1).bit_length()

@@ -18,8 +18,7 @@ over such factors, never a cumulative sum of ``2 ** (+t / h)``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Union
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -27,17 +26,17 @@ import pyarrow as pa
 from decayrec.schema import EVENT_TYPES
 
 __all__ = [
-    "to_days",
-    "from_days",
-    "event_weights",
-    "decayed_sums",
-    "last_event_time",
     "counts",
-    "time_to_fade",
+    "decayed_sums",
+    "event_weights",
+    "from_days",
+    "last_event_time",
+    "peak_time",
+    "peak_times",
     "states_after_events",
     "states_before_events",
-    "peak_times",
-    "peak_time",
+    "time_to_fade",
+    "to_days",
 ]
 
 LN2 = float(np.log(2.0))
@@ -46,15 +45,15 @@ LN2 = float(np.log(2.0))
 _TINY = float(np.finfo(np.float64).tiny)
 _UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
-TimeLike = Union[pa.Array, pa.ChunkedArray, np.ndarray]
-OriginLike = Union[datetime, np.datetime64, str]
+TimeLike = pa.Array | pa.ChunkedArray | np.ndarray
+OriginLike = datetime | np.datetime64 | str
 
 
 # -- time ----------------------------------------------------------------------------
 def _origin_in(origin: OriginLike, unit: str) -> int:
     """The origin as an integer count of ``unit`` since the Unix epoch (naive = UTC)."""
     if isinstance(origin, datetime) and origin.tzinfo is not None:
-        origin = origin.astimezone(timezone.utc).replace(tzinfo=None)
+        origin = origin.astimezone(UTC).replace(tzinfo=None)
     value = np.datetime64(origin, unit)
     if np.isnat(value):
         raise ValueError("the origin is NaT; give a real time as the origin")

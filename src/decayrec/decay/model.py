@@ -86,7 +86,7 @@ class DecayModel:
         """The user's half-life multiplier (1 without a per-user fit or for an unknown user)."""
         return float(self.user_scale.get(str(user_id), 1.0))
 
-    def without_user(self, user_id: str) -> "DecayModel":
+    def without_user(self, user_id: str) -> DecayModel:
         """The same model with the user's multiplier removed (erasing a user's data)."""
         from dataclasses import replace
 
@@ -129,7 +129,7 @@ class DecayModel:
         write_text(json.dumps(self.to_json_dict(), indent=2) + "\n", path)
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "DecayModel":
+    def from_json_dict(cls, data: dict[str, Any]) -> DecayModel:
         try:
             unc = data["uncertainty"]
             return cls(
@@ -150,7 +150,7 @@ class DecayModel:
             raise InputError(f"not a DECAY.json written by decayrec fit-decay ({exc})", "re-run decayrec fit-decay") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "DecayModel":
+    def load(cls, path: str | Path) -> DecayModel:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:

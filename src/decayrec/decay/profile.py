@@ -14,9 +14,10 @@ compute the same numbers for every user at once, vectorised over pairs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

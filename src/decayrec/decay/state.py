@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from os import PathLike
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 
@@ -24,7 +24,7 @@ _FORMAT_VERSION = 1
 _MIN_CAPACITY = 16
 _INF = math.inf
 
-FileLike = Union[str, PathLike, IO[bytes]]
+FileLike = str | PathLike | IO[bytes]
 
 
 class DecayState:
@@ -192,7 +192,7 @@ class DecayState:
         half_lives: np.ndarray,
         at: float | None = None,
         n_keys: int | None = None,
-    ) -> "DecayState":
+    ) -> DecayState:
         """Build a state from a batch of events.
 
         With ``at``, events after it are left out and every key is moved to ``at``
@@ -249,12 +249,10 @@ class DecayState:
         self._value[seen] *= np.exp(np.multiply.outer(t - last[seen], self._rates_np))
         self._last[seen] = t
 
-    def merge(self, other: "DecayState") -> "DecayState":
+    def merge(self, other: DecayState) -> DecayState:
         """A new state holding the events of both: each key at the later of its two times."""
         if not np.array_equal(self.half_lives, other.half_lives):
-            raise ValueError(
-                f"cannot merge states with half-lives {self.half_lives.tolist()} and {other.half_lives.tolist()}"
-            )
+            raise ValueError(f"cannot merge states with half-lives {self.half_lives.tolist()} and {other.half_lives.tolist()}")
         n = max(self._n, other._n)
         out = DecayState(self.half_lives, n_keys=n)
         la, lb = np.full(n, -np.inf), np.full(n, -np.inf)
@@ -282,14 +280,12 @@ class DecayState:
         )
 
     @classmethod
-    def from_npz(cls, file: FileLike) -> "DecayState":
+    def from_npz(cls, file: FileLike) -> DecayState:
         """Load what :meth:`to_npz` saved."""
         with np.load(file, allow_pickle=False) as data:
             version = int(data["format_version"])
             if version != _FORMAT_VERSION:
-                raise ValueError(
-                    f"decay state format {version} is not readable by this release (reads {_FORMAT_VERSION})"
-                )
+                raise ValueError(f"decay state format {version} is not readable by this release (reads {_FORMAT_VERSION})")
             half_lives, value, last = data["half_lives"], data["value"], data["last"]
         if value.ndim != 2 or value.shape != (last.size, half_lives.size):
             raise ValueError(f"inconsistent decay state arrays: value {value.shape}, last {last.shape}")

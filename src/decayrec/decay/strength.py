@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +46,7 @@ _STACK_BELOW = 2_000
 # -- the events of one level, as dense arrays ------------------------------------------
 def as_utc(when: datetime) -> datetime:
     """An aware UTC datetime (naive input is taken as UTC, as the store keeps times)."""
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ class StrengthModel:
             }
         )
 
-    def fit(self, events: pa.Table, decay: DecayModel, now: datetime) -> "StrengthModel":
+    def fit(self, events: pa.Table, decay: DecayModel, now: datetime) -> StrengthModel:
         """Learn the map from ``S`` to strength from ``events`` at or before ``now``.
 
         Parameters
@@ -413,7 +413,7 @@ class StrengthModel:
         self.fitted_at_ = iso(now)
         return self
 
-    def fit_pairs(self, interest: np.ndarray, labels: np.ndarray) -> "StrengthModel":
+    def fit_pairs(self, interest: np.ndarray, labels: np.ndarray) -> StrengthModel:
         """Fit the monotone map on given ``(S, label)`` pairs (what :meth:`fit` does after building them)."""
         self.thresholds_, self.probabilities_ = isotonic_fit(interest, np.asarray(labels, dtype=np.float64))
         self.fade_level_ = _fade_level(self.thresholds_, self.probabilities_, self.faded_threshold)
@@ -511,7 +511,7 @@ class StrengthModel:
         return doc
 
     @classmethod
-    def from_json_dict(cls, doc: dict[str, Any]) -> "StrengthModel":
+    def from_json_dict(cls, doc: dict[str, Any]) -> StrengthModel:
         """Read what :meth:`to_json_dict` wrote."""
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise InputError("not a decayrec strength model document", "give the JSON written by StrengthModel.to_json_dict")

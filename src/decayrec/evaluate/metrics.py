@@ -230,9 +230,7 @@ def _strings(values) -> pa.Array:
 # ----------------------------------------------------------------------------- summaries
 
 
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95
-) -> np.ndarray:
+def bootstrap_ci(values: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> np.ndarray:
     """Percentile bootstrap intervals of column means, resampling rows (users).
 
     Parameters

@@ -43,7 +43,9 @@ class ModelResult:
     def to_dict(self) -> dict[str, Any]:
         """The model's object in RESULTS.json (contract fields first, then extras)."""
         s = self.scores
-        return result_entry(self.name, s.summary, s.coverage, self.fit_seconds, self.recommend_seconds, s.users_with_recs, s.coverage_items)
+        return result_entry(
+            self.name, s.summary, s.coverage, self.fit_seconds, self.recommend_seconds, s.users_with_recs, s.coverage_items
+        )
 
 
 def result_entry(
@@ -127,8 +129,7 @@ class Results:
         """A rich table: means with bootstrap intervals, repeat/new NDCG, coverage and timings."""
         k = self.k
         table = Table(
-            title=f"cutoff {iso(self.split.cutoff)}, {self.split.horizon_days:g} days, "
-            f"{self.split.n_users} users, k={k}",
+            title=f"cutoff {iso(self.split.cutoff)}, {self.split.horizon_days:g} days, {self.split.n_users} users, k={k}",
             title_justify="left",
         )
         heads = [f"NDCG@{k}", f"Recall@{k}", f"HitRate@{k}", f"MRR@{k}", "repeat NDCG", "new NDCG", "coverage", "fit s", "rec s"]
@@ -307,7 +308,7 @@ def evaluate_splits(
     covers: dict[str, list[float]] = {name: [] for name in models}
     items: dict[str, list[int]] = {name: [] for name in models}
     seconds: dict[str, list[float]] = {name: [0.0, 0.0] for name in models}
-    with_recs = {name: 0 for name in models}
+    with_recs = dict.fromkeys(models, 0)
     for s, split in enumerate(splits):
         built = {name: make() for name, make in models.items()}
         res = evaluate(built, split=split, k=k, bootstrap=0, seed=seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -134,7 +134,7 @@ def time_split(
         )
     users = pc.unique(truth[schema.USER])
     users = users.take(pc.sort_indices(users))
-    return TimeSplit(cut.replace(tzinfo=timezone.utc), float(horizon_days), train, test, users, truth, kinds)
+    return TimeSplit(cut.replace(tzinfo=UTC), float(horizon_days), train, test, users, truth, kinds)
 
 
 def rolling_splits(
@@ -164,9 +164,7 @@ def rolling_splits(
     return [time_split(events, c, horizon_days, relevant=relevant, purchase_only=purchase_only) for c in cutoffs]
 
 
-def quantile_split(
-    events: pa.Table, share: float = 0.1, *, relevant: Sequence[str] | None = None
-) -> TimeSplit:
+def quantile_split(events: pa.Table, share: float = 0.1, *, relevant: Sequence[str] | None = None) -> TimeSplit:
     """The split of ``../shared/bench``: the cutoff leaves ``share`` of the events after it.
 
     The cutoff is the time of the event at the ``1 - share`` quantile (ties stay in
@@ -217,7 +215,7 @@ def _relevant(relevant: Sequence[str] | None, purchase_only: bool) -> tuple[str,
 
 def _naive(at: datetime) -> datetime:
     """Naive UTC, as the store keeps times (naive input is taken as UTC)."""
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo is not None else at
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
 
 
 def _naive_us(ts: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -87,7 +87,9 @@ def check_outputs(
         path = Path(path)
         is_dir_option = option in directories
         if path.is_dir() and not is_dir_option:
-            raise InputError(f"{option} {path} is a directory", f"give a file name for {option}, e.g. {path / _example(option, suffixes)}")
+            raise InputError(
+                f"{option} {path} is a directory", f"give a file name for {option}, e.g. {path / _example(option, suffixes)}"
+            )
         if is_dir_option and path.exists() and not path.is_dir():
             raise InputError(f"{option} {path} is a file", f"give a directory for {option}")
         allowed = suffixes.get(option)
@@ -95,7 +97,9 @@ def check_outputs(
             raise InputError(f"cannot tell what to write to {path} ({option})", f"name it FILE{' or FILE'.join(allowed)}")
         for source in read:
             if _same(path, source) or (source.is_dir() and _same(path, source / "events.duckdb")):
-                raise InputError(f"{option} {path} is also an input", "write it to another path: decayrec never writes over its inputs")
+                raise InputError(
+                    f"{option} {path} is also an input", "write it to another path: decayrec never writes over its inputs"
+                )
             if is_dir_option and source.exists() and path.resolve() in source.resolve().parents:
                 raise InputError(f"{option} {path} contains the input {source}", "put the store somewhere else")
         key = path.resolve()

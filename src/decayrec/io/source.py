@@ -97,8 +97,10 @@ def compression_error(path: Path, exc: BaseException) -> InputError:
     text = str(exc).lower()
     if "truncat" in text or isinstance(exc, EOFError) or "end of" in text:
         return InputError(f"{path} is cut short (the gzip stream ends early)", "copy or download the file again")
-    return InputError(f"{path} is not a readable gzip file ({str(exc).splitlines()[0]})",
-                      "decompress it with gunzip to check, or drop the .gz suffix if it is plain text")
+    return InputError(
+        f"{path} is not a readable gzip file ({str(exc).splitlines()[0]})",
+        "decompress it with gunzip to check, or drop the .gz suffix if it is plain text",
+    )
 
 
 def read_header(path: Path, delimiter: str = ",") -> list[str]:
@@ -327,15 +329,25 @@ def _mark_guarded(table: pa.Table, lines: np.ndarray, bad: dict[int, tuple[str, 
     return table.append_column(REASON, pa.array(reason, pa.string())).append_column(RAW, pa.array(text, pa.string()))
 
 
-def _open_csv(guard: LineGuard, names: list[str], skip: int, columns: dict[str, str], delimiter: str,
-              block_bytes: int, on_invalid: Callable[[pacsv.InvalidRow], str]) -> pacsv.CSVStreamingReader:
+def _open_csv(
+    guard: LineGuard,
+    names: list[str],
+    skip: int,
+    columns: dict[str, str],
+    delimiter: str,
+    block_bytes: int,
+    on_invalid: Callable[[pacsv.InvalidRow], str],
+) -> pacsv.CSVStreamingReader:
     return pacsv.open_csv(
         guard,
         read_options=pacsv.ReadOptions(
             # Single-threaded: only then does pyarrow report the line of a rejected row
             # (InvalidRow.number is None with threads), and the lines of the kept rows
             # are derived from those of the rejected ones.
-            use_threads=False, block_size=block_bytes, column_names=names, skip_rows=skip
+            use_threads=False,
+            block_size=block_bytes,
+            column_names=names,
+            skip_rows=skip,
         ),
         # Blank lines are rows too (quarantined as such): skipping them would shift line numbers.
         parse_options=pacsv.ParseOptions(
@@ -374,15 +386,15 @@ def missing_columns_error(path: Path, missing: Sequence[str], found: Sequence[st
 
 __all__ = [
     "LINE",
-    "REASON",
     "RAW",
+    "REASON",
     "RawBatch",
     "Reader",
-    "csv_batches",
-    "read_header",
-    "open_text",
     "check_readable",
     "compression_error",
-    "preflight",
+    "csv_batches",
     "missing_columns_error",
+    "open_text",
+    "preflight",
+    "read_header",
 ]

@@ -152,7 +152,7 @@ def validate_batch(con: duckdb.DuckDBPyConnection, table: pa.Table, epoch_unit: 
     """
     con.execute("SET TimeZone = 'UTC'")
     raw = _with_all_columns(table)
-    raw_batch = _trimmed(raw).append_column(_POS, pa.array(np.arange(raw.num_rows, dtype=np.int64)))  # noqa: F841
+    raw_batch = _trimmed(raw).append_column(_POS, pa.array(np.arange(raw.num_rows, dtype=np.int64)))
     con.register("raw_batch", raw_batch)
     try:
         judged = con.sql(_sql(epoch_unit)).to_arrow_table()
@@ -162,9 +162,7 @@ def validate_batch(con: duckdb.DuckDBPyConnection, table: pa.Table, epoch_unit: 
     events = judged.filter(ok).select([*EVENT_SCHEMA.names, LINE])
     bad = judged.filter(pc.invert(ok))
     quarantined = raw.take(bad[_POS]).select([LINE, *schema.COLUMNS, RAW])
-    quarantined = quarantined.add_column(1, "reason", bad["reason"]).rename_columns(
-        ["line", "reason", *schema.COLUMNS, "raw"]
-    )
+    quarantined = quarantined.add_column(1, "reason", bad["reason"]).rename_columns(["line", "reason", *schema.COLUMNS, "raw"])
     return Validated(events, quarantined)
 
 
@@ -172,12 +170,10 @@ def numeric_timestamp_median(con: duckdb.DuckDBPyConnection, table: pa.Table) ->
     """The median magnitude of the numeric timestamps in a raw batch, or None if it has none."""
     if schema.TIMESTAMP not in table.column_names:
         return None
-    ts_batch = table.select([schema.TIMESTAMP])  # noqa: F841
+    ts_batch = table.select([schema.TIMESTAMP])
     con.register("ts_batch", ts_batch)
     try:
-        value = con.execute(
-            'SELECT median(abs(try_cast(trim("timestamp") AS DOUBLE))) FROM ts_batch'
-        ).fetchall()[0][0]
+        value = con.execute('SELECT median(abs(try_cast(trim("timestamp") AS DOUBLE))) FROM ts_batch').fetchall()[0][0]
     finally:
         con.unregister("ts_batch")
     return value

@@ -40,8 +40,9 @@ def _check_summary(frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.nd
     try:
         x, tx, age = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (frequency, recency, T)))
     except ValueError as exc:
-        raise InputError(f"frequency, recency and T do not have matching shapes ({exc})",
-                         "pass one value per customer in each array") from exc
+        raise InputError(
+            f"frequency, recency and T do not have matching shapes ({exc})", "pass one value per customer in each array"
+        ) from exc
     fix = "build the summary with decayrec.lapse.rfm.rfm_summary, or check the columns' order"
     if not (np.isfinite(x).all() and np.isfinite(tx).all() and np.isfinite(age).all()):
         raise InputError("frequency, recency or T contain NaN or infinity", fix)
@@ -173,25 +174,37 @@ class BetaGeoModel:
             ``self``, fitted.
         """
         if not (self.penalizer >= 0 and self.tol > 0 and self.max_iter >= 1):
-            raise InputError(f"bad hyper-parameters penalizer={self.penalizer}, tol={self.tol}, "
-                             f"max_iter={self.max_iter}",
-                             "use penalizer >= 0, tol > 0 and max_iter >= 1")
+            raise InputError(
+                f"bad hyper-parameters penalizer={self.penalizer}, tol={self.tol}, max_iter={self.max_iter}",
+                "use penalizer >= 0, tol > 0 and max_iter >= 1",
+            )
         data = _Summary.of(*(v.ravel() for v in _check_summary(frequency, recency, T)))
         if not (data.x > 0).any():
-            raise InputError("no customer has a repeat transaction, so dropout cannot be estimated",
-                             "fit on a longer period or more customers (frequency > 0 for some)")
+            raise InputError(
+                "no customer has a repeat transaction, so dropout cannot be estimated",
+                "fit on a longer period or more customers (frequency > 0 for some)",
+            )
         # Log-parameters start at 0 (all parameters 1); the bounds only stop a parameter
         # the data do not pin down (e.g. nobody lapses: a -> 0) from overflowing.
-        res = minimize(self._objective, np.zeros(4), args=(data,), jac=True, method="L-BFGS-B",
-                       bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4, tol=self.tol, options={"maxiter": self.max_iter})
+        res = minimize(
+            self._objective,
+            np.zeros(4),
+            args=(data,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
+            tol=self.tol,
+            options={"maxiter": self.max_iter},
+        )
         theta = np.exp(res.x)
         # A line search that stalls at the optimum (float precision) is a success too.
         stalled = np.isfinite(res.fun) and np.max(np.abs(res.jac)) < 1e-6
         if not (res.success or stalled):
-            raise InputError(f"the BG/NBD fit did not converge ({res.message}; "
-                             f"parameters {_rounded(theta)})",
-                             "fit on a longer period or more customers (decayrec churn), or, from Python, "
-                             "BetaGeoModel(penalizer=0.001) or a larger max_iter; check that a summary is in weeks")
+            raise InputError(
+                f"the BG/NBD fit did not converge ({res.message}; parameters {_rounded(theta)})",
+                "fit on a longer period or more customers (decayrec churn), or, from Python, "
+                "BetaGeoModel(penalizer=0.001) or a larger max_iter; check that a summary is in weeks",
+            )
         self.params_ = dict(zip(_NAMES, map(float, theta)))
         self.log_likelihood_ = _loglik(theta, data)[0]
         self.standard_errors_ = dict(zip(_NAMES, map(float, self._standard_errors(res.x, data))))
@@ -271,15 +284,16 @@ class BetaGeoModel:
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise InputError("not a decayrec BG/NBD document", fix)
         if doc.get("version") != _VERSION:
-            raise InputError(f"BG/NBD document version {doc.get('version')} is not readable "
-                             f"(this release reads {_VERSION})", "refit the model with this release")
+            raise InputError(
+                f"BG/NBD document version {doc.get('version')} is not readable (this release reads {_VERSION})",
+                "refit the model with this release",
+            )
         try:
             model = cls(**doc["hyper"])
             fit = doc.get("fit")
             if fit is not None:
                 params = {k: float(fit["params"][k]) for k in _NAMES}
-                ses = {k: float("nan") if fit["standard_errors"][k] is None else float(fit["standard_errors"][k])
-                       for k in _NAMES}
+                ses = {k: float("nan") if fit["standard_errors"][k] is None else float(fit["standard_errors"][k]) for k in _NAMES}
                 log_likelihood, n_customers = float(fit["log_likelihood"]), int(fit["n_customers"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed BG/NBD document ({exc!r})", fix) from exc
@@ -309,6 +323,5 @@ def _check_horizon(t) -> np.ndarray:
     """A validated non-negative horizon (scalar or array, broadcast against customers)."""
     t = np.asarray(t, dtype=np.float64)
     if not np.isfinite(t).all() or (t < 0).any():
-        raise InputError("the horizon t must be finite and non-negative",
-                         "pass t in the same unit as recency and T (e.g. weeks)")
+        raise InputError("the horizon t must be finite and non-negative", "pass t in the same unit as recency and T (e.g. weeks)")
     return t

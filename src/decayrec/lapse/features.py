@@ -204,9 +204,7 @@ def user_features(log: UserLog, at: float, weights: np.ndarray | None = None) ->
     w = np.ones(len(schema.EVENT_TYPES)) if weights is None else np.asarray(weights, dtype=np.float64)
     ew = w[etype]
     present = np.bincount(user_all, minlength=n) > 0
-    cols: list[np.ndarray] = []
-    for h in SCALES:
-        cols.append(np.bincount(user_all, ew * np.exp(-LN2 * age / h), minlength=n))
+    cols: list[np.ndarray] = [np.bincount(user_all, ew * np.exp(-LN2 * age / h), minlength=n) for h in SCALES]
     buy = etype == _PURCHASE
     cols.append(np.bincount(user_all[buy], np.exp(-LN2 * age[buy] / 30.0), minlength=n))
     # Rates per day at 7 d over 120 d: 1 for a steady visitor, < 1 for one slowing down.

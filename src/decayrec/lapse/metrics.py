@@ -76,18 +76,17 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     """Equal-count bins of ``p``: mean prediction vs observed rate, per bin."""
     y, p = _check(y, p)
     order = np.argsort(p, kind="stable")
-    rows = []
-    for part in np.array_split(order, min(bins, max(1, p.size))):
-        if part.size:
-            rows.append(
-                {
-                    "n": int(part.size),
-                    "p_min": float(p[part].min()),
-                    "p_max": float(p[part].max()),
-                    "predicted": float(p[part].mean()),
-                    "observed": float(y[part].mean()),
-                }
-            )
+    parts = [part for part in np.array_split(order, min(bins, max(1, p.size))) if part.size]
+    rows = [
+        {
+            "n": int(part.size),
+            "p_min": float(p[part].min()),
+            "p_max": float(p[part].max()),
+            "predicted": float(p[part].mean()),
+            "observed": float(y[part].mean()),
+        }
+        for part in parts
+    ]
     return rows
 
 

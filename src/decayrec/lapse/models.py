@@ -29,7 +29,6 @@ from scipy.special import expit
 from decayrec import schema
 from decayrec.decay.strength import as_utc, isotonic_fit
 from decayrec.errors import InputError, require
-from decayrec.lgbm import eval_args, reproducible
 from decayrec.lapse.bgnbd import BetaGeoModel
 from decayrec.lapse.features import (
     FEATURES,
@@ -40,6 +39,7 @@ from decayrec.lapse.features import (
 )
 from decayrec.lapse.metrics import best_f1_threshold
 from decayrec.lapse.rfm import rfm_summary
+from decayrec.lgbm import eval_args, reproducible
 
 __all__ = ["LAPSE_MODELS", "BGNBDLapse", "LapseConfig", "LapseModel", "make_lapse_model", "risk_table"]
 
@@ -174,7 +174,9 @@ class LapseModel:
             scale_pos_weight=self.class_weight_,
             **reproducible(cfg.seed, cfg.num_threads),
         )
-        model.fit(x, y, **eval_args(model, cal_x, cal_y), callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        model.fit(
+            x, y, **eval_args(model, cal_x, cal_y), callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
+        )
         self.model_ = model
         raw = model.predict_proba(cal_x)[:, 1]
         self._fit_calibration(raw, cal_y)

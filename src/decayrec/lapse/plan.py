@@ -172,6 +172,7 @@ def make_plan(
         def unseen(candidates: np.ndarray, matrix: sp.csr_matrix, u: int) -> np.ndarray:
             row = matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]]
             return candidates[~np.isin(candidates, row)][: cfg.k]
+
         item_ids = items.ids.to_numpy(zero_copy_only=False)
         cat_ids = log.categories.ids.to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(planned):
@@ -212,9 +213,7 @@ def make_plan(
                     reason[i] = f"re-engagement picks; first: {got[1]}"
     for i in range(code.size):
         if action[i] == "none":
-            reason[i] = (
-                f"expected value {ev[i]:.3g} below {cfg.min_value:g}" if not planned[i] else "nothing suitable to show"
-            )
+            reason[i] = f"expected value {ev[i]:.3g} below {cfg.min_value:g}" if not planned[i] else "nothing suitable to show"
         reason[i] = f"P(lapse) {p_lapse[i]:.2f}, away {away[i]:.0f} days; {reason[i]}"
     order = np.lexsort((risk.column("risk_rank").to_numpy(), -np.where(action != "none", ev, -1.0)))
     cat_col = log.categories.decode(chosen_cat) if n_cat else pa.nulls(code.size, pa.string())

@@ -74,11 +74,14 @@ class RFM:
 def _microseconds(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Timestamps as int64 microseconds since the Unix epoch (UTC)."""
     if not pa.types.is_timestamp(values.type):
-        raise InputError(f"column '{TIMESTAMP}' has type {values.type}, not a timestamp",
-                         "load events through decayrec's reader so times are parsed")
+        raise InputError(
+            f"column '{TIMESTAMP}' has type {values.type}, not a timestamp",
+            "load events through decayrec's reader so times are parsed",
+        )
     if values.null_count:
-        raise InputError(f"column '{TIMESTAMP}' has {values.null_count} nulls",
-                         "drop or fill events without a time before summarising")
+        raise InputError(
+            f"column '{TIMESTAMP}' has {values.null_count} nulls", "drop or fill events without a time before summarising"
+        )
     # safe=False: nanosecond times truncate to their microsecond instead of raising.
     us = pc.cast(values, pa.timestamp("us", tz=values.type.tz), safe=False).cast(pa.int64())
     return np.asarray(us.to_numpy())
@@ -87,8 +90,7 @@ def _microseconds(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def _now_microseconds(now: datetime) -> int:
     """``now`` as int64 microseconds since the epoch; a naive time is taken as UTC."""
     if not isinstance(now, datetime):
-        raise InputError(f"now must be a datetime, got {type(now).__name__}",
-                         "pass e.g. datetime(2024, 1, 31, tzinfo=UTC)")
+        raise InputError(f"now must be a datetime, got {type(now).__name__}", "pass e.g. datetime(2024, 1, 31, tzinfo=UTC)")
     if now.tzinfo is not None:
         now = now.astimezone(UTC).replace(tzinfo=None)
     return int(np.datetime64(now, "us").astype(np.int64))
@@ -104,8 +106,7 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.diff(sorted_keys, prepend=-1))
 
 
-def _monetary(events: pa.Table, keep: pa.Array, codes: np.ndarray, days: np.ndarray,
-              n_users: int) -> np.ndarray:
+def _monetary(events: pa.Table, keep: pa.Array, codes: np.ndarray, days: np.ndarray, n_users: int) -> np.ndarray:
     """Mean per-day spend on priced purchases, NaN where a user has none."""
     out = np.full(n_users, np.nan)
     if PRICE not in events.column_names or EVENT not in events.column_names:
@@ -152,19 +153,18 @@ def rfm_summary(events: pa.Table, now: datetime, *, unit_days: float = 7.0) -> R
         One row per user with at least one event at or before ``now``.
     """
     if not np.isfinite(unit_days) or unit_days <= 0:
-        raise InputError(f"unit_days must be a positive number, got {unit_days}",
-                         "use e.g. unit_days=7 for weeks or 1 for days")
+        raise InputError(f"unit_days must be a positive number, got {unit_days}", "use e.g. unit_days=7 for weeks or 1 for days")
     missing = [c for c in (USER, TIMESTAMP) if c not in events.column_names]
     if missing:
-        raise InputError(f"events lack column(s) {missing}",
-                         "pass a canonical event table (decayrec.schema) with user_id and timestamp")
+        raise InputError(
+            f"events lack column(s) {missing}", "pass a canonical event table (decayrec.schema) with user_id and timestamp"
+        )
     now_us = _now_microseconds(now)
     ts = _microseconds(events[TIMESTAMP])
     keep = ts <= now_us
     users = pc.filter(events[USER], pa.array(keep))
     if users.null_count:
-        raise InputError(f"column '{USER}' has {users.null_count} nulls",
-                         "drop events without a user before summarising")
+        raise InputError(f"column '{USER}' has {users.null_count} nulls", "drop events without a user before summarising")
     ids = IdMap.from_values(users)
     codes = ids.encode(users)
     n_users = len(ids)

@@ -8,13 +8,23 @@ from decayrec.recommend.baselines import CoVisitation, DecayedPopularity, Popula
 from decayrec.recommend.registry import MODEL_NAMES, make_model
 
 __all__ = [
+    "MODEL_NAMES",
     "REC_COLUMNS",
     "REC_SCHEMA",
     "CoVisitation",
+    "DecayRanker",
     "DecayedPopularity",
-    "MODEL_NAMES",
     "Popularity",
     "Recommender",
     "RepeatHistory",
     "make_model",
 ]
+
+
+def __getattr__(name: str):
+    """``DecayRanker`` on first use: it needs the ``ranker`` extra (LightGBM), the baselines do not."""
+    if name == "DecayRanker":
+        from decayrec.recommend.ranker import DecayRanker
+
+        return DecayRanker
+    raise AttributeError(f"module 'decayrec.recommend' has no attribute {name!r}")

@@ -103,7 +103,7 @@ class RankerSettings:
     num_leaves: int
     source_params: Mapping[str, Mapping[str, Any]]
 
-    def replace(self, **changes: Any) -> "RankerSettings":
+    def replace(self, **changes: Any) -> RankerSettings:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -178,7 +178,7 @@ class Workspace:
         weights, scales, decay, seed) every piece is built with.
     """
 
-    def __init__(self, events: pa.Table, ranker: "DecayRanker", max_window_users: int | None = None):
+    def __init__(self, events: pa.Table, ranker: DecayRanker, max_window_users: int | None = None):
         self.events = events
         self.ranker = ranker
         self.max_window_users = max_window_users or ranker.max_window_users
@@ -218,8 +218,10 @@ class Workspace:
         key = (cutoff, days)
         if key not in self._truths:
             state = self.state(cutoff)
-            self._truths[key] = None if state.ix.n_users == 0 else window_truth(
-                self.events, state, cutoff, days, max_users=self.max_window_users, seed=self.ranker.seed
+            self._truths[key] = (
+                None
+                if state.ix.n_users == 0
+                else window_truth(self.events, state, cutoff, days, max_users=self.max_window_users, seed=self.ranker.seed)
             )
         return self._truths[key]
 
@@ -227,8 +229,10 @@ class Workspace:
         key = (cutoff, days, tuple((n, _frozen(p)) for n, p in sorted(source_params.items())))
         if key not in self._windows:
             truth = self.truth(cutoff, days)
-            self._windows[key] = None if truth is None else build_window(
-                truth, self.sources(cutoff, source_params), budget=MAX_BUDGET, n_popular=self.ranker.n_popular
+            self._windows[key] = (
+                None
+                if truth is None
+                else build_window(truth, self.sources(cutoff, source_params), budget=MAX_BUDGET, n_popular=self.ranker.n_popular)
             )
         return self._windows[key]
 
@@ -308,7 +312,12 @@ def _pooled(parts: list[tuple[float, int]]) -> float:
 
 class _Search:
     def __init__(
-        self, ranker: "DecayRanker", events: pa.Table, now: datetime, log: Callable[[str], None], max_window_users: int | None = None
+        self,
+        ranker: DecayRanker,
+        events: pa.Table,
+        now: datetime,
+        log: Callable[[str], None],
+        max_window_users: int | None = None,
     ):
         self.r, self.now, self.log = ranker, now, log
         self.space = Workspace(events, ranker, max_window_users)
@@ -323,7 +332,11 @@ class _Search:
         return self.budget_hit
 
     def record(self, step: str, what: Mapping[str, Any], score: float | None, seconds: float, note: str = "") -> None:
-        entry = {"step": step, "settings": dict(what), "score": None if score is None or not np.isfinite(score) else round(score, 6)}
+        entry = {
+            "step": step,
+            "settings": dict(what),
+            "score": None if score is None or not np.isfinite(score) else round(score, 6),
+        }
         entry["seconds"] = round(seconds, 2)
         if note:
             entry["note"] = note
@@ -382,7 +395,12 @@ class _Search:
             if window is None:
                 continue
             cand, x, y, _ = window_rows(
-                window, settings.sources, settings.budget, settings.exclude_seen, max_negatives=self.r.max_negatives, seed=self.r.seed
+                window,
+                settings.sources,
+                settings.budget,
+                settings.exclude_seen,
+                max_negatives=self.r.max_negatives,
+                seed=self.r.seed,
             )
             parts.append((x, y, cand.row))
             names = feature_names(window.truth.state)
@@ -440,8 +458,13 @@ class _Search:
             if key in tried:
                 return -np.inf
             tried.add(key)
-            shown = {"label_days": round(settings.label_days, 4), "train_windows": settings.train_windows,
-                     "sources": ",".join(settings.sources), "budget": settings.budget, "num_leaves": settings.num_leaves}
+            shown = {
+                "label_days": round(settings.label_days, 4),
+                "train_windows": settings.train_windows,
+                "sources": ",".join(settings.sources),
+                "budget": settings.budget,
+                "num_leaves": settings.num_leaves,
+            }
             if self.over_budget():
                 self.record(step, shown, None, 0.0, "over the time budget")
                 return -np.inf
@@ -488,7 +511,8 @@ class _Search:
             label_days=float(r.label_days) if r.label_days is not None else horizon,
             train_windows=int(r.train_windows) if r.train_windows is not None else _windows_for(val),
             sources=tuple(
-                s for s in (r.sources or SOURCES)
+                s
+                for s in (r.sources or SOURCES)
                 if s in SOURCES and (s not in IMPLICIT_SOURCES or s in available) and not (s == "repeat" and exclude)
             ),
             budget=int(r.n_per_source) if r.n_per_source is not None else DEFAULT_BUDGET,
@@ -498,11 +522,22 @@ class _Search:
         )
         if val.users < 50:
             self.log(f"decayrec: only {val.users} users to validate on: keeping the default settings, serving the ranker")
-            return SearchResult(base, "ranker", None, note, validation | {"note": "too few users to validate: defaults"},
-                                self.tried, {}, time.perf_counter() - self.t0, self.budget_hit)
-        self.log(f"decayrec: validating on {val.users:,} users after {len(val.cutoffs)} cutoff(s) from {iso(val.cutoffs[0])}; "
-                 f"{repeat_share:.1%} of what they did next repeats an earlier item"
-                 + ("; lists leave out each user's own items" if exclude else ""))
+            return SearchResult(
+                base,
+                "ranker",
+                None,
+                note,
+                validation | {"note": "too few users to validate: defaults"},
+                self.tried,
+                {},
+                time.perf_counter() - self.t0,
+                self.budget_hit,
+            )
+        self.log(
+            f"decayrec: validating on {val.users:,} users after {len(val.cutoffs)} cutoff(s) from {iso(val.cutoffs[0])}; "
+            f"{repeat_share:.1%} of what they did next repeats an earlier item"
+            + ("; lists leave out each user's own items" if exclude else "")
+        )
 
         # Single sources: the floor, and the settings of the ranker's sources.
         ex = {"exclude_seen": exclude}
@@ -534,13 +569,18 @@ class _Search:
         chosen, ranker_score = self.ranker_steps(val, base)
         served, single, floor = choose_served(ranker_score, singles, r.serve)
         if served == "ranker":
-            self.log(f"decayrec: serving the ranker ({ranker_score:.4f} on validation; best single source "
-                     f"{floor.get('best_single')} {floor.get('single_score', float('nan')):.4f})")
+            self.log(
+                f"decayrec: serving the ranker ({ranker_score:.4f} on validation; best single source "
+                f"{floor.get('best_single')} {floor.get('single_score', float('nan')):.4f})"
+            )
         else:
-            self.log(f"decayrec: the ranker ({ranker_score:.4f}) does not beat {served} ({floor['single_score']:.4f}) "
-                     f"on validation: serving {served}")
-        return SearchResult(chosen, served, single, note, validation, self.tried, floor, time.perf_counter() - self.t0,
-                            self.budget_hit)
+            self.log(
+                f"decayrec: the ranker ({ranker_score:.4f}) does not beat {served} ({floor['single_score']:.4f}) "
+                f"on validation: serving {served}"
+            )
+        return SearchResult(
+            chosen, served, single, note, validation, self.tried, floor, time.perf_counter() - self.t0, self.budget_hit
+        )
 
     def source_params(self, horizon: float, available: Sequence[str]) -> dict[str, dict[str, Any]]:
         ix = self.space.state(self.now).ix
@@ -596,7 +636,7 @@ def choose_served(
     return "ranker", None, floor
 
 
-def _windows_for(val: "_Validation") -> int:
+def _windows_for(val: _Validation) -> int:
     """The first guess of stacked label windows: 2, or as many as give the search about
     :data:`TARGET_GROUPS` users where one window holds few (session logs)."""
     per_window = val.users / max(len(val.cutoffs), 1)
@@ -615,13 +655,22 @@ def _mean_weight(ix: Interactions) -> float:
     return float(ix.weight.mean()) if ix.weight.size else 1.0
 
 
-def fixed_settings(ranker: "DecayRanker", events: pa.Table, now: datetime) -> RankerSettings | None:
+def fixed_settings(ranker: DecayRanker, events: pa.Table, now: datetime) -> RankerSettings | None:
     """The settings when the caller fixed every choice (nothing to search), else None.
 
     ``source_params={}`` fixes the sources at their defaults; ``None`` asks for them to be tuned.
     """
     r = ranker
-    free = [r.horizon_days, r.label_days, r.train_windows, r.sources, r.n_per_source, r.exclude_seen, r.num_leaves, r.source_params]
+    free = [
+        r.horizon_days,
+        r.label_days,
+        r.train_windows,
+        r.sources,
+        r.n_per_source,
+        r.exclude_seen,
+        r.num_leaves,
+        r.source_params,
+    ]
     if any(v is None for v in free):
         return None
     available = _available_sources()
@@ -647,8 +696,9 @@ def search_sample(events: pa.Table, now: datetime, max_users: int, seed: int) ->
     as the whole shop at a fraction of the cost; the chosen settings are then fitted on
     everything.
     """
-    from decayrec import schema
     import pyarrow.compute as pc
+
+    from decayrec import schema
 
     users = interactions(events, now, None).users
     n = len(users)
@@ -659,7 +709,7 @@ def search_sample(events: pa.Table, now: datetime, max_users: int, seed: int) ->
     return events.filter(pc.is_in(events.column(schema.USER).cast(pa.string()), value_set=keep)), max_users, n
 
 
-def configure(ranker: "DecayRanker", events: pa.Table, now: datetime, log: Callable[[str], None]) -> tuple[SearchResult, Workspace]:
+def configure(ranker: DecayRanker, events: pa.Table, now: datetime, log: Callable[[str], None]) -> tuple[SearchResult, Workspace]:
     """Run the search (see the module docstring); the result, and a workspace on all the events for the final fit.
 
     On a shop of more than ``ranker.search_users`` users the search runs on a seeded sample of them.
@@ -673,5 +723,3 @@ def configure(ranker: "DecayRanker", events: pa.Table, now: datetime, log: Calla
     result.validation["search_users"] = {"sampled": kept, "of": total}
     space = search.space if kept == total else Workspace(events, ranker)
     return result, space
-
-

@@ -26,12 +26,12 @@ from decayrec.recommend.common import (
     COLD_START_HALF_LIFE_DAYS,
     BaseRecommender,
     History,
+    Interactions,
+    check_positive,
+    fallback_rows,
     half_life_factor,
     join_text,
     merge_reasons,
-    check_positive,
-    fallback_rows,
-    Interactions,
     personal_table,
     popularity,
     rank_in_group,
@@ -76,7 +76,7 @@ class Popularity(BaseRecommender):
     def _window(self) -> float | None:
         return self.window_days
 
-    def fit_interactions(self, ix: Interactions) -> "Popularity":
+    def fit_interactions(self, ix: Interactions) -> Popularity:
         half_life, window = self._half_life(), self._window()
         check_positive("half_life_days", half_life, allow_none=True)
         check_positive("window_days", window, allow_none=True)
@@ -155,7 +155,7 @@ class RepeatHistory(BaseRecommender):
         self.fill = fill
         self.fill_half_life_days = fill_half_life_days
 
-    def fit_interactions(self, ix: Interactions) -> "RepeatHistory":
+    def fit_interactions(self, ix: Interactions) -> RepeatHistory:
         check_positive("half_life_days", self.half_life_days)
         check_positive("fill_half_life_days", self.fill_half_life_days)
         if self.fill not in _FILLS:
@@ -254,7 +254,7 @@ class CoVisitation(BaseRecommender):
         if self.normalization not in ("cosine", "none"):
             raise InputError(f"normalization must be 'cosine' or 'none', got {self.normalization!r}")
 
-    def fit_interactions(self, ix: Interactions) -> "CoVisitation":
+    def fit_interactions(self, ix: Interactions) -> CoVisitation:
         self._check()
         self._remember(ix)
         self.history_ = ix.history
@@ -404,7 +404,7 @@ class UserKNN(BaseRecommender):
         self.exclude_seen = exclude_seen
         self.max_pool = max_pool
 
-    def fit_interactions(self, ix: Interactions) -> "UserKNN":
+    def fit_interactions(self, ix: Interactions) -> UserKNN:
         check_positive("half_life_days", self.half_life_days)
         if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, (int, np.integer)) or self.neighbours < 1:
             raise InputError(f"neighbours must be a positive integer, got {self.neighbours!r}")

@@ -66,7 +66,7 @@ class Candidates:
     def __len__(self) -> int:
         return self.row.size
 
-    def restrict(self, sources: Sequence[str], budget: int) -> tuple["Candidates", np.ndarray]:
+    def restrict(self, sources: Sequence[str], budget: int) -> tuple[Candidates, np.ndarray]:
         """Only what ``sources`` propose within their first ``budget`` places.
 
         Returns the restricted candidates and the indices of the rows kept (so that a
@@ -167,7 +167,7 @@ class SourceSet:
         self.event_weights = event_weights
         self.new_item_days = new_item_days
 
-    def fit(self, events: pa.Table, now: datetime, state: FeatureState, fitted: Mapping[str, Any] | None = None) -> "SourceSet":
+    def fit(self, events: pa.Table, now: datetime, state: FeatureState, fitted: Mapping[str, Any] | None = None) -> SourceSet:
         """Fit every source on ``events`` as of ``now`` (``state`` is the feature state at ``now``).
 
         ``fitted`` may hold sources already fitted on the same events and time (reused as they are).
@@ -246,7 +246,9 @@ class SourceSet:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0)
 
-    def generate(self, users: np.ndarray, budget: int, n_popular: int, elapsed: float = 0.0, *, exclude_seen: bool = False) -> Candidates:
+    def generate(
+        self, users: np.ndarray, budget: int, n_popular: int, elapsed: float = 0.0, *, exclude_seen: bool = False
+    ) -> Candidates:
         """Candidates for known user codes ``users``, ``elapsed`` days after the fit.
 
         Every source proposes up to ``budget`` items per user (``popular``: ``n_popular``).

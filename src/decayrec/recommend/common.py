@@ -160,7 +160,7 @@ class BaseRecommender:
         """Learn from the events at or before ``now`` (later rows are dropped unread)."""
         return self.fit_interactions(interactions(events, now, self.event_weights))
 
-    def fit_interactions(self, ix: "Interactions"):
+    def fit_interactions(self, ix: Interactions):
         """Learn from events already condensed by :func:`interactions` with this model's event weights."""
         raise NotImplementedError
 
@@ -178,7 +178,7 @@ class BaseRecommender:
         elapsed = elapsed_days(self.fitted_at_, now)
         return req, self.users_.encode(req), k, elapsed
 
-    def _remember(self, ix: "Interactions") -> None:
+    def _remember(self, ix: Interactions) -> None:
         """Keep what every fitted model knows: the fit time and the id maps."""
         self.fitted_at_ = ix.now
         self.users_ = ix.users
@@ -218,7 +218,7 @@ class Interactions:
         return self.weight * np.exp(LN2 * self.time / half_life_days)
 
     @functools.cached_property
-    def history(self) -> "History":
+    def history(self) -> History:
         """The (user, item) pairs and their counts (:class:`History`), built once and shared."""
         return History.build(self)
 
@@ -274,7 +274,7 @@ class History:
     last_any: np.ndarray
 
     @classmethod
-    def build(cls, ix: Interactions) -> "History":
+    def build(cls, ix: Interactions) -> History:
         pairs, code = PairMap.build(ix.user, ix.item, max(ix.n_items, 1))
         n = len(pairs)
         etype = np.full(n, -1, dtype=np.int8)
@@ -526,9 +526,7 @@ def _blend_block(
     fill_key: np.ndarray | None,
     exclude: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`blend_topk` for one block of users.
-
-    """
+    """:func:`blend_topk` for one block of users."""
     m = user_codes.size
     empty = np.empty(0, dtype=np.int64)
     k = min(k, n_items)
@@ -660,9 +658,7 @@ def merge_reasons(
     """One reason per row: ``when_true(idx)`` for rows where ``mask`` holds, ``when_false(idx)`` elsewhere."""
     yes, no = np.flatnonzero(mask), np.flatnonzero(~mask)
     empty = pa.array([], pa.string())
-    both = pa.concat_arrays(
-        [_plain(when_true(yes)) if yes.size else empty, _plain(when_false(no)) if no.size else empty]
-    )
+    both = pa.concat_arrays([_plain(when_true(yes)) if yes.size else empty, _plain(when_false(no)) if no.size else empty])
     where = np.empty(mask.size, dtype=np.int64)
     where[np.concatenate([yes, no])] = np.arange(mask.size)
     return both.take(pa.array(where))

@@ -29,7 +29,7 @@ from decayrec.decay.model import DecayModel, event_codes
 from decayrec.decay.strength import StrengthModel, as_utc
 from decayrec.recommend.common import History, Interactions, check_positive, interactions, weight_table
 
-__all__ = ["DEFAULT_SCALES", "FeatureState", "GRADES", "label_grades"]
+__all__ = ["DEFAULT_SCALES", "GRADES", "FeatureState", "label_grades"]
 
 # Half-lives (days) of the interest features: intent (1 d) to taste (120 d).
 DEFAULT_SCALES: Final = (1.0, 7.0, 30.0, 120.0)
@@ -132,7 +132,7 @@ class FeatureState:
         scales: Sequence[float] = DEFAULT_SCALES,
         decay: DecayModel | None = None,
         strength: StrengthModel | None = None,
-    ) -> "FeatureState":
+    ) -> FeatureState:
         """Condense ``events`` at or before ``now`` (later rows are dropped unread).
 
         Parameters
@@ -389,7 +389,9 @@ def _user_habits(history: History, ix: Interactions) -> tuple[np.ndarray, np.nda
     return basket, np.divide(again, pairs, out=np.zeros(n_users), where=pairs > 0)
 
 
-def label_grades(events: pa.Table, start: datetime, end: datetime, users: IdMap, items: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def label_grades(
+    events: pa.Table, start: datetime, end: datetime, users: IdMap, items: IdMap
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Graded engagement in ``(start, end]``: ``(user code, item code, grade)``, one row per pair, the max grade.
 
     Pairs whose user or item is unknown to the maps are dropped (they cannot be candidates).

@@ -81,7 +81,7 @@ class ReengagePolicy:
                 raise InputError(f"{name} must be non-negative, got {getattr(self, name)!r}")
 
     # -- who ------------------------------------------------------------------------------
-    def flags(self, state: "FeatureState", users: np.ndarray, elapsed: float) -> tuple[np.ndarray, np.ndarray]:
+    def flags(self, state: FeatureState, users: np.ndarray, elapsed: float) -> tuple[np.ndarray, np.ndarray]:
         """``(faded, drifted)`` booleans for user codes ``users`` as of ``elapsed`` days after the fit."""
         self._check()
         users = np.asarray(users, dtype=np.int64)
@@ -95,7 +95,7 @@ class ReengagePolicy:
         return faded, drifted
 
     # -- what -----------------------------------------------------------------------------
-    def discovery(self, state: "FeatureState", users: np.ndarray, new_item_days: float) -> sp.csr_matrix:
+    def discovery(self, state: FeatureState, users: np.ndarray, new_item_days: float) -> sp.csr_matrix:
         """New or rising items of each user's long-term categories: a (users x items) score block in [0, 1]."""
         n_cat, n_items = state.n_categories + 1, state.ix.n_items
         long_j = int(np.argmax(state.scales))
@@ -117,7 +117,7 @@ class ReengagePolicy:
         return topk_sparse_rows(sp.csr_matrix(block @ cat_items), self.n_discovery)
 
     def apply(
-        self, ranker: "DecayRanker", users: np.ndarray, cand: "Candidates", score: np.ndarray, k: int, elapsed: float
+        self, ranker: DecayRanker, users: np.ndarray, cand: Candidates, score: np.ndarray, k: int, elapsed: float
     ) -> tuple[np.ndarray, ...]:
         """Final lists: ``(row, item, score, discovery, src_score, src_rank)`` by row then rank.
 

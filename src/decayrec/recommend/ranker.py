@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from decayrec.decay.model import DecayModel
 from decayrec.decay.strength import StrengthModel, as_utc
 from decayrec.errors import InputError
-from decayrec.recommend.autoconfig import RankerSettings, SearchResult, Workspace, configure, fixed_settings
+from decayrec.recommend.autoconfig import SearchResult, Workspace, configure, fixed_settings
 from decayrec.recommend.baselines import Weights
 from decayrec.recommend.candidates import SOURCES, Candidates
 from decayrec.recommend.common import (
@@ -54,7 +54,7 @@ from decayrec.recommend.policy import ReengagePolicy
 from decayrec.recommend.training import TrainedRanker, feature_names, fit_lambdarank, source_columns, window_rows
 from decayrec.timeparse import iso
 
-__all__ = ["DecayRanker", "SOURCES"]
+__all__ = ["SOURCES", "DecayRanker"]
 
 _COL = {name: j for j, name in enumerate(SOURCES)}
 
@@ -196,7 +196,15 @@ class DecayRanker(BaseRecommender):
         for name in ("new_item_days", "learning_rate", "budget_seconds"):
             check_positive(name, getattr(self, name))
         optional = ("train_windows", "n_per_source", "num_leaves", "early_stopping_rounds")
-        required = ("n_popular", "n_estimators", "min_child_samples", "max_train_users", "max_window_users", "search_users", "num_threads")
+        required = (
+            "n_popular",
+            "n_estimators",
+            "min_child_samples",
+            "max_train_users",
+            "max_window_users",
+            "search_users",
+            "num_threads",
+        )
         for name in (*optional, *required):
             value = getattr(self, name)
             if value is None and name in optional:
@@ -219,7 +227,7 @@ class DecayRanker(BaseRecommender):
             events, now, event_weights=self.event_weights, scales=self.scales, decay=self.decay, strength=self.strength
         )
 
-    def fit(self, events: pa.Table, now: datetime) -> "DecayRanker":
+    def fit(self, events: pa.Table, now: datetime) -> DecayRanker:
         """Choose the settings left free, train the ranker on label windows before ``now``, refit the sources at ``now``."""
         from decayrec.errors import require
 
@@ -269,7 +277,9 @@ class DecayRanker(BaseRecommender):
             window = space.window(cutoff, s.label_days, s.source_params)
             if window is None:
                 continue
-            cand, x, y, _ = window_rows(window, s.sources, s.budget, s.exclude_seen, max_negatives=self.max_negatives, seed=self.seed)
+            cand, x, y, _ = window_rows(
+                window, s.sources, s.budget, s.exclude_seen, max_negatives=self.max_negatives, seed=self.seed
+            )
             parts.append((x, y, cand.row))
         if not parts:
             return None
@@ -321,7 +331,6 @@ class DecayRanker(BaseRecommender):
     def save_card(self, path: str | Path) -> None:
         """Write :meth:`card` as JSON."""
         from decayrec.evaluate.runner import json_safe
-
         from decayrec.io.outputs import write_text
 
         write_text(json.dumps(json_safe(self.card()), indent=2) + "\n", path)

@@ -14,8 +14,11 @@ MODEL_NAMES = (MAIN, *BASELINES)
 
 def make_model(name: str, **params: Any) -> Recommender:
     """The model registered as ``name``, with ``params`` or its defaults."""
+    from decayrec.errors import InputError
+
+    if name not in MODEL_NAMES:
+        raise InputError(f"no model named {name!r}", f"choose one of {', '.join(MODEL_NAMES)}")
     if name == MAIN:
-        from decayrec.errors import InputError
         from decayrec.recommend.ranker import DecayRanker
 
         try:

@@ -33,7 +33,18 @@ from decayrec.recommend.candidates import SOURCES, Candidates, SourceSet
 from decayrec.recommend.common import rank_in_group
 from decayrec.recommend.features import GRADES, FeatureState
 
-__all__ = ["Window", "WindowTruth", "build_window", "sample_rows", "window_truth", "feature_names", "fit_lambdarank", "group_ndcg", "source_columns", "window_rows"]
+__all__ = [
+    "Window",
+    "WindowTruth",
+    "build_window",
+    "feature_names",
+    "fit_lambdarank",
+    "group_ndcg",
+    "sample_rows",
+    "source_columns",
+    "window_rows",
+    "window_truth",
+]
 
 # Fewer held-out groups than this make early stopping noise: train all trees instead.
 _MIN_STOPPING_GROUPS: Final = 50
@@ -302,7 +313,7 @@ def fit_lambdarank(
         **reproducible(seed, num_threads),
     )
     fit_args: dict[str, Any] = {}
-    n_stop = int(round(groups.size * 0.2)) if early_stopping_rounds else 0
+    n_stop = round(groups.size * 0.2) if early_stopping_rounds else 0
     if n_stop >= _MIN_STOPPING_GROUPS:
         held = np.zeros(groups.size, dtype=bool)
         held[rng.choice(groups.size, n_stop, replace=False)] = True

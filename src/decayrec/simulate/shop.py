@@ -32,11 +32,12 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from heapq import heappop, heappush
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -49,10 +50,8 @@ from decayrec.schema import COLUMNS, EVENT_TYPES
 __all__ = ["SimConfig", "Simulation", "season_by_day", "simulate"]
 
 _US_PER_DAY = 86_400_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_VIEW, _CLICK, _CART, _FAV, _PURCHASE = (
-    EVENT_TYPES.index(e) for e in ("view", "click", "cart", "fav", "purchase")
-)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_VIEW, _CLICK, _CART, _FAV, _PURCHASE = (EVENT_TYPES.index(e) for e in ("view", "click", "cart", "fav", "purchase"))
 _REBUY = len(EVENT_TYPES)  # internal code of a re-buy; written out as a purchase
 _BLOCK = 1 << 15
 # Funnel delays: (median minutes, log-sd) of cart after start, purchase after cart, fav after start.
@@ -71,7 +70,7 @@ class SimConfig(BaseModel):
     n_categories: int = Field(30, ge=1)
     n_items: int = Field(1200, ge=1, description="At least n_categories.")
     days: float = Field(180.0, gt=0, le=3660)
-    start: datetime = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
     seed: int = Field(0, ge=0)
     half_life_range_days: tuple[float, float] = Field((1.0, 60.0), description="Half-lives, log-uniform.")
     branching_ratio: float = Field(0.5, gt=0, lt=0.9, description="Episodes an episode triggers (at most).")
@@ -109,7 +108,7 @@ class SimConfig(BaseModel):
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
@@ -305,9 +304,7 @@ class _Category(NamedTuple):
     cfg: SimConfig
 
 
-def _category(
-    cfg: SimConfig, cats: dict[str, np.ndarray], c: int, table: tuple, season: np.ndarray
-) -> _Category:
+def _category(cfg: SimConfig, cats: dict[str, np.ndarray], c: int, table: tuple, season: np.ndarray) -> _Category:
     weight = tuple(cfg.event_weights[e] for e in EVENT_TYPES) + (cfg.event_weights["purchase"],)
     cycle = float(cats["cycle"][c]) if cats["consumable"][c] else 0.0
     h, alpha = float(cats["half_life"][c]), float(cats["alpha"][c])
@@ -411,7 +408,7 @@ def _sessions(ts: np.ndarray, user: np.ndarray, gap_minutes: float) -> np.ndarra
 
 def _observe(cfg: SimConfig, ts: np.ndarray, user: np.ndarray, item: np.ndarray, code: np.ndarray, qty: np.ndarray):
     """What of the simulated events a log shows (:class:`SimConfig`'s observation fields), times in epoch us."""
-    start, end = _us(cfg.start), _us(cfg.start) + int(round(cfg.days * _US_PER_DAY))
+    start, end = _us(cfg.start), _us(cfg.start) + round(cfg.days * _US_PER_DAY)
     if cfg.basket_days is not None:
         # Each user shops on a fixed rhythm with their own phase; a purchase waits for the next trip.
         step = cfg.basket_days * _US_PER_DAY
@@ -481,17 +478,12 @@ def _truth(cfg: SimConfig, cats: dict, items: dict, users: dict, season: np.ndar
         "branching_ratio": cfg.branching_ratio,
         "hawkes_points": ["view", "click"],
         "season_by_day": season.tolist(),
-        "consumable_cycles_days": {
-            cid[c]: float(cats["cycle"][c]) for c in np.flatnonzero(cats["consumable"])
-        },
+        "consumable_cycles_days": {cid[c]: float(cats["cycle"][c]) for c in np.flatnonzero(cats["consumable"])},
         "rebuy": {"continue_prob": cfg.rebuy_continue, "gap_shape": cfg.rebuy_gap_shape},
         "users": {
-            u: {"signup": s, "lapse": lapse[i] if lapsed[i] else None}
-            for i, (u, s) in enumerate(zip(uid, iso(users["signup"])))
+            u: {"signup": s, "lapse": lapse[i] if lapsed[i] else None} for i, (u, s) in enumerate(zip(uid, iso(users["signup"])))
         },
-        "baseline_per_day": {
-            u: {cid[c]: float(mu[i, c]) for c in np.flatnonzero(mu[i] > 0)} for i, u in enumerate(uid)
-        },
+        "baseline_per_day": {u: {cid[c]: float(mu[i, c]) for c in np.flatnonzero(mu[i] > 0)} for i, u in enumerate(uid)},
         "items": {
             i: {"category_id": cid[c], "release": r, "price": float(p)}
             for i, c, r, p in zip(iid, items["category"].tolist(), iso(items["release"]), items["price"])

@@ -31,9 +31,7 @@ def get_reader(name: str) -> Reader:
     try:
         return READERS[name]
     except KeyError:
-        raise InputError(
-            f"unknown --format {name!r}", f"use one of: {', '.join(sorted(READERS))}"
-        ) from None
+        raise InputError(f"unknown --format {name!r}", f"use one of: {', '.join(sorted(READERS))}") from None
 
 
-__all__ = ["Reader", "READERS", "get_reader"]
+__all__ = ["READERS", "Reader", "get_reader"]

@@ -44,19 +44,17 @@ from decayrec.io.formats.public_common import (
     classify,
     first_line,
     header_names,
-    norm,
     no_main_file,
+    norm,
     require,
     sniff_delimiter,
     sql_str,
 )
 from decayrec.io.source import REASON, RawBatch, Reader, check_readable, csv_batches, read_header
 
-U, I, E, T = schema.USER, schema.ITEM, schema.EVENT, schema.TIMESTAMP
+U, I, E, T = schema.USER, schema.ITEM, schema.EVENT, schema.TIMESTAMP  # noqa: E741 - the columns, named as in the SQL
 
-REMOVE_FROM_CART_REASON = (
-    "event type remove_from_cart is not modelled (taking an item out of the cart is not an interest signal)"
-)
+REMOVE_FROM_CART_REASON = "event type remove_from_cart is not modelled (taking an item out of the cart is not an interest signal)"
 
 
 def _pick(by_norm: dict[str, str], wanted: dict[str, str]) -> dict[str, str]:
@@ -94,9 +92,9 @@ def _retailrocket(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]
     duck = Duck()
     try:
         props = []
-        for path, _, found, by_norm in roles["properties"]:
+        for path, _, found, _by_norm in roles["properties"]:
             props.append(
-                f"SELECT trim(itemid) AS key, trim(value) AS category_id, try_cast(trim(\"timestamp\") AS BIGINT) AS ts "
+                f'SELECT trim(itemid) AS key, trim(value) AS category_id, try_cast(trim("timestamp") AS BIGINT) AS ts '
                 f"FROM {duck.csv(path, found)} WHERE trim(property) = 'categoryid'"
             )
         if props:
@@ -107,7 +105,7 @@ def _retailrocket(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]
             )
         category, join = _category_join(bool(props))
         transform = duck.transform(f"SELECT b.*, {category} FROM b {join} ORDER BY b._pos")
-        for path, _, found, by_norm in roles["events"]:
+        for path, _, _found, by_norm in roles["events"]:
             columns = _pick(by_norm, {"timestamp": T, "visitorid": U, "event": E, "itemid": I})
             yield from csv_batches(path, columns=columns, epoch_unit="ms", block_bytes=block_bytes, transform=transform)
     finally:
@@ -165,7 +163,10 @@ def _rees46(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
     for path in paths:
         found, by_norm = header_names(path)
         require(
-            path, found, by_norm, _REES46,
+            path,
+            found,
+            by_norm,
+            _REES46,
             "give a REES46 monthly file such as 2019-Oct.csv (event_time,event_type,product_id,category_id,"
             "category_code,brand,price,user_id,user_session)",
         )
@@ -243,20 +244,32 @@ def _movielens(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
             ORDER BY b._pos
             """
         )
-        for path, kind, found, by_norm in kinds:
+        for path, kind, _found, by_norm in kinds:
             if kind == "ratings.csv":
                 columns = _pick(by_norm, {"userid": U, "movieid": I, "timestamp": T})
                 yield from csv_batches(path, columns=columns, epoch_unit="s", block_bytes=block_bytes, transform=rated)
             elif kind == "u.data":
                 names = [U, I, "rating", T]
                 yield from csv_batches(
-                    path, columns={U: U, I: I, T: T}, delimiter="\t", header=False, names=names,
-                    epoch_unit="s", block_bytes=block_bytes, transform=rated,
+                    path,
+                    columns={U: U, I: I, T: T},
+                    delimiter="\t",
+                    header=False,
+                    names=names,
+                    epoch_unit="s",
+                    block_bytes=block_bytes,
+                    transform=rated,
                 )
             elif kind == "ratings.dat":
                 yield from csv_batches(
-                    path, columns={"line": "line"}, delimiter=WHOLE_LINE, header=False, names=["line"],
-                    epoch_unit="s", block_bytes=block_bytes, transform=split,
+                    path,
+                    columns={"line": "line"},
+                    delimiter=WHOLE_LINE,
+                    header=False,
+                    names=["line"],
+                    epoch_unit="s",
+                    block_bytes=block_bytes,
+                    transform=split,
                 )
     finally:
         duck.close()
@@ -286,8 +299,13 @@ def _cdnow(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
         transform = duck.transform(_CDNOW_SQL)
         for path in paths:
             yield from csv_batches(
-                path, columns={"line": "line"}, delimiter=WHOLE_LINE, header=False, names=["line"],
-                block_bytes=block_bytes, transform=transform,
+                path,
+                columns={"line": "line"},
+                delimiter=WHOLE_LINE,
+                header=False,
+                names=["line"],
+                block_bytes=block_bytes,
+                transform=transform,
             )
     finally:
         duck.close()
@@ -348,7 +366,7 @@ def _diginetica(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
             )
         category, join = _category_join(bool(cats))
         for role, event in (("views", "view"), ("purchases", "purchase")):
-            for path, delim, found, by_norm in roles[role]:
+            for path, delim, _found, by_norm in roles[role]:
                 columns = _pick(
                     by_norm,
                     {"sessionid": schema.SESSION, "userid": U, "itemid": I, "timeframe": "timeframe", "eventdate": "eventdate"},

@@ -194,17 +194,17 @@ def classify(
 
 
 __all__ = [
-    "WHOLE_LINE",
     "POS",
-    "norm",
-    "header_names",
-    "require",
-    "first_line",
-    "sql_str",
-    "as_raw",
+    "WHOLE_LINE",
     "Duck",
-    "duck_batches",
-    "no_main_file",
-    "sniff_delimiter",
+    "as_raw",
     "classify",
+    "duck_batches",
+    "first_line",
+    "header_names",
+    "no_main_file",
+    "norm",
+    "require",
+    "sniff_delimiter",
+    "sql_str",
 ]

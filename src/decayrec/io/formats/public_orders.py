@@ -131,7 +131,7 @@ def _instacart(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
             ORDER BY b._pos
             """
         )
-        for path, _, found, by_norm in roles["items"]:
+        for path, _, _found, by_norm in roles["items"]:
             columns = {by_norm["orderid"]: schema.SESSION, by_norm["productid"]: schema.ITEM}
             yield from csv_batches(path, columns=columns, block_bytes=block_bytes, transform=transform)
     finally:
@@ -194,8 +194,11 @@ def _olist(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
             "orders",
             "SELECT order_id, any_value(customer_id) AS customer_id, any_value(status) AS status, "
             "any_value(ts) AS ts, count(*) AS copies FROM ("
-            + union("orders", "trim(orderid) AS order_id, trim(customerid) AS customer_id, "
-                    "lower(trim(orderstatus)) AS status, orderpurchasetimestamp AS ts")
+            + union(
+                "orders",
+                "trim(orderid) AS order_id, trim(customerid) AS customer_id, "
+                "lower(trim(orderstatus)) AS status, orderpurchasetimestamp AS ts",
+            )
             + ") GROUP BY order_id",
             roles["orders"][0][0],
         )
@@ -247,10 +250,8 @@ def _olist(paths: Sequence[Path], block_bytes: int) -> Iterator[RawBatch]:
         FROM g LEFT JOIN orders o ON o.order_id = g.order_id {customer_join} {category_join}
         ORDER BY g.{LINE}
         """
-        for path, _, found, by_norm in roles["items"]:
-            duck.con.execute(
-                f"CREATE OR REPLACE TABLE items (order_id VARCHAR, item_id VARCHAR, price VARCHAR, {LINE} BIGINT)"
-            )
+        for path, _, _found, by_norm in roles["items"]:
+            duck.con.execute(f"CREATE OR REPLACE TABLE items (order_id VARCHAR, item_id VARCHAR, price VARCHAR, {LINE} BIGINT)")
             columns = {by_norm["orderid"]: "order_id", by_norm["productid"]: schema.ITEM, by_norm["price"]: schema.PRICE}
             for batch in csv_batches(path, columns=columns, block_bytes=block_bytes):
                 if REASON in batch.table.column_names:  # rows with the wrong number of fields
@@ -281,4 +282,4 @@ READERS: list[Reader] = [
     ),
 ]
 
-__all__ = ["READERS", "INSTACART_ANCHOR", "OLIST_EXCLUDED_STATUSES"]
+__all__ = ["INSTACART_ANCHOR", "OLIST_EXCLUDED_STATUSES", "READERS"]

@@ -48,8 +48,11 @@ def _headerless(line: str) -> str | None:
             return "movielens"  # u.data
     else:
         parts = line.split()
-        if len(parts) == 4 and _INT.fullmatch(parts[0]) and re.fullmatch(r"(19|20)\d{6}", parts[1]) and all(
-            _NUMBER.fullmatch(p) for p in parts[2:]
+        if (
+            len(parts) == 4
+            and _INT.fullmatch(parts[0])
+            and re.fullmatch(r"(19|20)\d{6}", parts[1])
+            and all(_NUMBER.fullmatch(p) for p in parts[2:])
         ):
             return "cdnow"  # CDNOW_master.txt
     return None
