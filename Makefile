@@ -25,6 +25,7 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends
 

@@ -151,6 +151,7 @@ def _events(source: Path, format: str, at: Optional[str], quarantine: Optional[P
     first, last = store.first_time(), store.last_time()
     if last is None:
         raise InputError(f"{source} holds no events", "ingest some events first")
+    assert first is not None  # the oldest and newest times are None only together
     now = when if when is not None else parse_time(last.isoformat())
     if now < parse_time(first.isoformat()):
         raise InputError(
@@ -339,6 +340,9 @@ def recommend(
     covered = len(set(recs["user_id"].to_pylist()))
     out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
     if card is not None:
+        from decayrec.recommend.ranker import DecayRanker
+
+        assert isinstance(fitted, DecayRanker)  # --card is refused above for any model but MAIN, a DecayRanker
         fitted.save_card(card)
         out.print(f"wrote the model card to {card} (served: {fitted.served_})")
 
@@ -417,12 +421,13 @@ def trends(
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Shop-wide interest per item or category: level, momentum, rising/steady/fading, and a next-window forecast."""
-    from decayrec.trends import TrendConfig, plot_trends
+    from decayrec.trends import Level, TrendConfig, plot_trends
     from decayrec.trends import trends as trend_table
     from decayrec.views import trends_view
 
     if level not in ("item", "category"):
         raise InputError(f"unknown level {level!r}", "use --level item or --level category")
+    trend_level: Level = "item" if level == "item" else "category"
     check_outputs(
         {"--out": out_path, "--plot": plot, "--quarantine": quarantine},
         [events],
@@ -430,7 +435,7 @@ def trends(
     )
     config = TrendConfig(window_days=window_days)
     _, table, now = _events(events, format, at, quarantine)
-    result = trend_table(table, now, level=level, config=config)
+    result = trend_table(table, now, level=trend_level, config=config)
     write_table(result, out_path)
     labels = dict(zip(*np.unique(result.column("trend").to_numpy(zero_copy_only=False), return_counts=True)))
     out.print(
@@ -440,7 +445,7 @@ def trends(
     if top:
         out.print(trends_view(result, top))
     if plot is not None:
-        plot_trends(table, now, plot, level=level, config=config, top=top or 5)
+        plot_trends(table, now, plot, level=trend_level, config=config, top=top or 5)
         out.print(f"wrote the plot to {plot}")
 
 

@@ -53,6 +53,7 @@ def run_demo(workdir: Path, *, users: int, seed: int, console: Console, progress
 def evaluation_step(events, workdir: Path, console: Console) -> None:
     """Recommendations on a time split of the simulated shop: decayrec against the baselines and implicit's ALS."""
     from decayrec.evaluate import evaluate, time_split
+    from decayrec.recommend.ranker import DecayRanker
     from decayrec.recommend.registry import make_model
 
     names = ["decayrec", "repeat", "covisit", "itemknn", "decayed_popularity", "popularity", "als"]
@@ -62,13 +63,15 @@ def evaluation_step(events, workdir: Path, console: Console) -> None:
     models = {name: make_model(name, **({"horizon_days": 7.0} if name == "decayrec" else {})) for name in names}
     results = evaluate(models, split=split, k=20)
     results.to_json(workdir / "RESULTS.json")
-    models["decayrec"].save_card(workdir / "CARD.json")
+    ranker = models["decayrec"]
+    assert isinstance(ranker, DecayRanker)  # make_model("decayrec") builds a DecayRanker
+    ranker.save_card(workdir / "CARD.json")
     console.print(
         f"[bold]5. recommendations, evaluated[/] in {time.perf_counter() - started:.0f}s: trained up to the cutoff, "
         f"scored on the next 7 days -> {workdir / 'RESULTS.json'}"
     )
     console.print(results.table())
-    console.print(card_summary(models["decayrec"].card()) + f" -> {workdir / 'CARD.json'}")
+    console.print(card_summary(ranker.card()) + f" -> {workdir / 'CARD.json'}")
 
 
 def card_summary(card: dict) -> str:

@@ -107,6 +107,7 @@ class _Quarantine:
             self._open()
 
     def _open(self) -> None:
+        assert self.path is not None  # opened only with a path (write returns first without one; always needs one)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = pacsv.CSVWriter(str(self.path), self.schema)
 
@@ -115,6 +116,7 @@ class _Quarantine:
             return
         if self.writer is None:
             self._open()
+            assert self.writer is not None  # set by _open
         table = table.select(list(QUARANTINE_COLUMNS[1:]))
         table = table.add_column(0, "file", pa.array([source] * table.num_rows, pa.string()))
         self.writer.write_table(table.cast(self.schema))
@@ -158,14 +160,14 @@ def ingest(
         the exception, whose message says so; ingesting again adds only what is new.
     """
     reader = get_reader(format)
-    paths = [Path(p) for p in paths]
-    if not paths:
+    path_list = [Path(p) for p in paths]
+    if not path_list:
         raise InputError("no input file given", "name at least one events file")
     # Files that cannot be read at all are refused before anything is stored.
-    preflight(paths)
+    preflight(path_list)
     if reader.check is not None:
-        reader.check(paths)
-    total = sum(p.stat().st_size for p in paths if p.is_file())
+        reader.check(path_list)
+    total = sum(p.stat().st_size for p in path_list if p.is_file())
     if quarantine is not None:
         qpath, always = Path(quarantine), True
     elif store.directory is not None:
@@ -177,7 +179,7 @@ def ingest(
     finished_bytes: dict[str, int] = {}
     failure: InputError | None = None
     try:
-        for source, validated, bytes_done in _guarded(_validated_stream(reader.read(paths, block_bytes), files)):
+        for source, validated, bytes_done in _guarded(_validated_stream(reader.read(path_list, block_bytes), files)):
             if isinstance(validated, InputError):
                 failure = validated
                 break
@@ -195,15 +197,15 @@ def ingest(
     finally:
         sink.close()
     if failure is not None:
-        _failed_file(failure, files, paths).error = failure.problem
+        _failed_file(failure, files, path_list).error = failure.problem
     result = IngestReport(format, list(files.values()), str(qpath) if (always or sink.writer) else None)
     if failure is not None:
         store.record_ingest(result.to_dict())
-        stored = result.kept
+        kept = result.kept
         raise IngestError(
             failure.problem,
             (failure.fix or "fix the file")
-            + (f"; {stored:,} events read before it are stored, and ingesting it again adds only what is new" if stored else ""),
+            + (f"; {kept:,} events read before it are stored, and ingesting it again adds only what is new" if kept else ""),
             result,
         )
     store.record_ingest(result.to_dict())
@@ -222,7 +224,7 @@ def ingest(
                 result,
             )
     if not files:
-        raise InputError(f"{', '.join(map(str, paths))} has no events", "give a file with at least one row after the header")
+        raise InputError(f"{', '.join(map(str, path_list))} has no events", "give a file with at least one row after the header")
     return result
 
 
@@ -239,10 +241,10 @@ def _failed_file(failure: InputError, files: dict[str, FileReport], paths: Seque
     for name, report in files.items():
         if failure.problem.startswith(name):
             return report
-    name = next((str(p) for p in paths if failure.problem.startswith(str(p))), None)
-    if name is None:
-        name = list(files)[-1] if files else str(paths[0])
-    return files.setdefault(name, FileReport(name))
+    named = next((str(p) for p in paths if failure.problem.startswith(str(p))), None)
+    if named is None:
+        named = list(files)[-1] if files else str(paths[0])
+    return files.setdefault(named, FileReport(named))
 
 
 def _validated_stream(

@@ -92,7 +92,8 @@ def plot_profile(
         ax.axhline(fade, ls="--", lw=1.2, color="0.35", label=fade_label)
     elif 0 < fade < math.inf:  # far below every curve: say so rather than squash the axis
         ax.plot([], [], ls="--", lw=1.2, color="0.35", label=fade_label.replace("\n", ", below the axis\n"))
-    ax.axvline(now, ls=":", lw=1.2, color="black", label=f"now: {iso(profile.at)}")
+    # matplotlib's stubs type x as float, but its date converter places a datetime64 (as for the curves).
+    ax.axvline(now, ls=":", lw=1.2, color="black", label=f"now: {iso(profile.at)}")  # type: ignore[arg-type]
 
     if log_y:
         ax.set_yscale("log")

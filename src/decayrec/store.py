@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -226,11 +226,11 @@ class EventStore:
 
     def first_time(self) -> datetime | None:
         """The time of the oldest stored event."""
-        return self.con.execute("SELECT min(ts) FROM events").fetchall()[0][0]
+        return cast(datetime | None, self.con.execute("SELECT min(ts) FROM events").fetchall()[0][0])
 
     def last_time(self) -> datetime | None:
         """The time of the newest stored event: the default "now" of every command."""
-        return self.con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
+        return cast(datetime | None, self.con.execute("SELECT max(ts) FROM events").fetchall()[0][0])
 
     def scan(self, at: datetime | None = None) -> pa.Table:
         """All events with ``timestamp <= at`` (all events when ``at`` is None), time-ordered, typed."""

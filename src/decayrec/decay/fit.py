@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -210,7 +211,7 @@ def _kernel_mass(data: Sequences, half_life: np.ndarray, start: float | None = N
     end = data.end[data.seq]
     lo = data.times if start is None else np.maximum(data.times, start)
     mass = (half_life / LN2) * (np.exp2(-(lo - data.times) / half_life) - np.exp2(-(end - data.times) / half_life))
-    return np.maximum(mass, 0.0)
+    return cast(np.ndarray, np.maximum(mass, 0.0))  # numpy's ufunc stubs give Any here
 
 
 @dataclass
@@ -253,9 +254,9 @@ def _season_exposure(data: Sequences, season: np.ndarray) -> np.ndarray:
 
     def integral(t: np.ndarray) -> np.ndarray:
         d = np.clip(np.floor(t).astype(np.int64), 0, season.size - 1)
-        return cum[d] + (t - d) * season[d]
+        return cast(np.ndarray, cum[d] + (t - d) * season[d])  # numpy types fancy indexing as Any
 
-    return np.maximum(integral(data.end) - integral(data.first), 0.0)
+    return cast(np.ndarray, np.maximum(integral(data.end) - integral(data.first), 0.0))  # numpy's ufunc stubs give Any here
 
 
 def _day_totals(data: Sequences, weight: np.ndarray) -> np.ndarray:
@@ -380,7 +381,9 @@ def _em(problem: Problem, iterations: int, init: EMResult | None = None) -> EMRe
     return EMResult(float(per_group.sum()), per_group, mu, alpha, shape, rate, season, (loc, scale), log_marginal)
 
 
-def _gamma_prior(mean_mu, mean_log, seq_cat, n_cat, shape) -> tuple[np.ndarray, np.ndarray]:
+def _gamma_prior(
+    mean_mu: np.ndarray, mean_log: np.ndarray, seq_cat: np.ndarray, n_cat: int, shape: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Empirical-Bayes update of each category's Gamma prior from the baselines' posteriors."""
     n = np.maximum(np.bincount(seq_cat, minlength=n_cat), 1)
     m1 = np.bincount(seq_cat, mean_mu, minlength=n_cat) / n
@@ -414,7 +417,13 @@ class Curve:
         return self.log_h[int(np.argmax(self.values))]
 
 
-def _summarise(curve: Curve, bounds: tuple[float, float], log_prior=None, events: int = 0, points: int = 0) -> HalfLife:
+def _summarise(
+    curve: Curve,
+    bounds: tuple[float, float],
+    log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
+    events: int = 0,
+    points: int = 0,
+) -> HalfLife:
     """Estimate and 95% interval from the points nearest the maximum.
 
     A parabola through the top points (in log h) gives the estimate and its curvature the
@@ -572,7 +581,9 @@ def _anchor_times(data: Sequences, config: FitConfig) -> tuple[np.ndarray, float
     return starts[starts > 0], window
 
 
-def _forecast_scorer(data: Sequences, config: FitConfig, weights: np.ndarray):
+def _forecast_scorer(
+    data: Sequences, config: FitConfig, weights: np.ndarray
+) -> Callable[[np.ndarray, EMResult | None], tuple[np.ndarray, None]]:
     """A function scoring per-category half-lives by forecasting: the summed log-likelihood of the
     engagement in each window ``(t, t + window]`` given a fit on the events up to ``t``.
 
@@ -607,7 +618,7 @@ def _forecast_scorer(data: Sequences, config: FitConfig, weights: np.ndarray):
             "use objective='likelihood', or a longer validation_days / anchor_window_days",
         )
 
-    def score(h_by_cat: np.ndarray, prev: None = None) -> tuple[np.ndarray, None]:
+    def score(h_by_cat: np.ndarray, prev: EMResult | None = None) -> tuple[np.ndarray, None]:
         h = h_by_cat[data.cat]
         S = _states(data, h, w)
         values = np.zeros(data.n_cat)
@@ -624,7 +635,7 @@ def _forecast_scorer(data: Sequences, config: FitConfig, weights: np.ndarray):
     return score
 
 
-def _log_prior(center: float, sd: float):
+def _log_prior(center: float, sd: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: -0.5 * ((np.asarray(x) - center) / sd) ** 2
 
 
@@ -645,7 +656,9 @@ def _prior_sd(curves: list[Curve], points: np.ndarray, config: FitConfig, bounds
     return float(np.sqrt(max(var, 0.05**2)))
 
 
-def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, progress=None) -> DecayModel:
+def fit_decay(
+    events: pa.Table, now: datetime, config: FitConfig | None = None, progress: Callable[[int, int, str], object] | None = None
+) -> DecayModel:
     """Fit half-lives (pooled, per category, per event type) and event weights as of ``now``.
 
     Parameters
@@ -699,6 +712,7 @@ def fit_decay(events: pa.Table, now: datetime, config: FitConfig | None = None, 
     if config.per_user:
         report(2, steps, "half-life multiplier per user")
         scale, user_sd = _by_user(data, config, idx, weights, per_cat_h, final)
+        assert data.users is not None  # prepare always sets users
         ids = data.users.ids.to_pylist()
         user_scale = {u: round(float(v), 4) for u, v in zip(ids, scale)}
 
@@ -754,6 +768,7 @@ def _by_user(
     exp of their posterior mean log ratio. A user with little history stays near 1.
     """
     w = weights[data.etype]
+    assert data.users is not None  # data comes from prepare, which always sets users
     n_users = len(data.users)
     ev_user = data.seq_user[data.seq]
     curves = np.zeros((USER_RATIOS.size, n_users))
@@ -864,6 +879,7 @@ def heldout_terms(
 
     config = config or FitConfig()
     data = prepare(events, cutoff + timedelta(days=window_days), config.point_events, "now")
+    assert data.users is not None  # prepare always sets users
     cutoff_days = data.now - window_days
     train = data.times <= cutoff_days
     w_by_type = np.array([weights.get(e, 0.0) for e in schema.EVENT_TYPES])

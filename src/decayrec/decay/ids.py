@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +21,7 @@ __all__ = ["IdMap", "PairMap", "pair_codes"]
 _FORMAT = "decayrec.idmap"
 _VERSION = 1
 
-Strings = pa.Array | pa.ChunkedArray | np.ndarray | Iterable[Any]
+Strings: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray | Iterable[Any]
 
 
 def _strings(values: Strings) -> pa.Array | pa.ChunkedArray:
@@ -40,7 +40,7 @@ def _codes_numpy(indices: pa.Array | pa.ChunkedArray) -> np.ndarray:
     filled = pc.fill_null(indices, -1)
     if isinstance(filled, pa.ChunkedArray):
         filled = filled.combine_chunks() if filled.num_chunks else pa.array([], pa.int32())
-    return filled.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return cast(np.ndarray, filled.to_numpy(zero_copy_only=False).astype(np.int32, copy=False))  # pyarrow has no stubs
 
 
 class IdMap:
@@ -138,7 +138,7 @@ class PairMap:
         if combined.size > 1 and not np.all(combined[1:] > combined[:-1]):
             raise ValueError("pairs must be distinct and sorted by (user, key); build with PairMap.build")
         self.n_keys = int(n_keys)
-        self._combined = combined
+        self._combined: np.ndarray = combined
         self.users = users.astype(np.int32)
         self.keys = keys  # int64: n_keys may exceed int32 for a pair-of-pairs space
         self._lookup: pa.Array | None = None

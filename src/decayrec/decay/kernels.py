@@ -19,9 +19,11 @@ over such factors, never a cumulative sum of ``2 ** (+t / h)``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal, TypeAlias, cast, overload
 
 import numpy as np
 import pyarrow as pa
+from numpy.typing import ArrayLike
 
 from decayrec.schema import EVENT_TYPES
 
@@ -45,8 +47,8 @@ LN2 = float(np.log(2.0))
 _TINY = float(np.finfo(np.float64).tiny)
 _UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
-TimeLike = pa.Array | pa.ChunkedArray | np.ndarray
-OriginLike = datetime | np.datetime64 | str
+TimeLike: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray
+OriginLike: TypeAlias = datetime | np.datetime64 | str
 
 
 # -- time ----------------------------------------------------------------------------
@@ -54,7 +56,8 @@ def _origin_in(origin: OriginLike, unit: str) -> int:
     """The origin as an integer count of ``unit`` since the Unix epoch (naive = UTC)."""
     if isinstance(origin, datetime) and origin.tzinfo is not None:
         origin = origin.astimezone(UTC).replace(tzinfo=None)
-    value = np.datetime64(origin, unit)
+    # numpy's stubs have no overload for a datetime64 origin with a unit, nor for a unit known only at run time.
+    value = np.datetime64(origin, unit)  # type: ignore[call-overload]
     if np.isnat(value):
         raise ValueError("the origin is NaT; give a real time as the origin")
     return int(value.astype(np.int64))
@@ -119,7 +122,13 @@ def event_weights(type_codes: np.ndarray, weights_by_type: np.ndarray) -> np.nda
     return table[np.asarray(type_codes, dtype=np.intp)]
 
 
-def _as_events(keys, times, weights=None):
+@overload
+def _as_events(keys: ArrayLike, times: ArrayLike, weights: None = None) -> tuple[np.ndarray, np.ndarray, None]: ...
+@overload
+def _as_events(keys: ArrayLike, times: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def _as_events(
+    keys: ArrayLike, times: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     keys = np.asarray(keys)
     if keys.size == 0:
         keys = keys.astype(np.int64)  # an empty list arrives as float64
@@ -133,14 +142,14 @@ def _as_events(keys, times, weights=None):
     return keys, times, weights
 
 
-def _half_lives(half_lives) -> np.ndarray:
+def _half_lives(half_lives: ArrayLike) -> np.ndarray:
     h = np.atleast_1d(np.asarray(half_lives, dtype=np.float64))
     if h.ndim != 1 or not np.all(h > 0) or not np.all(np.isfinite(h)):
         raise ValueError(f"half-lives must be positive finite days, got {half_lives!r}")
     return h
 
 
-def _one_half_life(half_life) -> float:
+def _one_half_life(half_life: ArrayLike) -> float:
     h = _half_lives(half_life)
     if h.size != 1:
         raise ValueError(f"expected one half-life, got {h.size}; call once per scale")
@@ -159,7 +168,13 @@ def _n_keys(keys: np.ndarray, n_keys: int | None) -> int:
     return int(n_keys)
 
 
-def _as_of(keys, times, weights, at: float):
+@overload
+def _as_of(keys: np.ndarray, times: np.ndarray, weights: None, at: float) -> tuple[np.ndarray, np.ndarray, None]: ...
+@overload
+def _as_of(keys: np.ndarray, times: np.ndarray, weights: np.ndarray, at: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def _as_of(
+    keys: np.ndarray, times: np.ndarray, weights: np.ndarray | None, at: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Drop events after ``at``; no copy when there are none (the common case)."""
     if not np.isfinite(at):
         raise ValueError(f"at must be a finite time in days, got {at!r}")
@@ -173,8 +188,8 @@ def _as_of(keys, times, weights, at: float):
 def decayed_sums(
     keys: np.ndarray,
     times: np.ndarray,
-    weights: np.ndarray,
-    half_lives: np.ndarray,
+    weights: ArrayLike,
+    half_lives: ArrayLike,
     at: float,
     n_keys: int | None = None,
 ) -> np.ndarray:
@@ -319,7 +334,9 @@ def _sequence_layout(keys: np.ndarray, times: np.ndarray) -> np.ndarray | None:
     return packed if by_time is None else by_time[packed]
 
 
-def _sequential_states(keys, times, weights, half_life, side: str) -> np.ndarray:
+def _sequential_states(
+    keys: np.ndarray, times: np.ndarray, weights: np.ndarray, half_life: ArrayLike, side: Literal["before", "after"]
+) -> np.ndarray:
     """Each event's state just ``"before"`` or ``"after"`` it, events in (key, time) order.
 
     With ties (same key and time), the left limit excludes and the right limit includes
@@ -341,6 +358,7 @@ def _sequential_states(keys, times, weights, half_life, side: str) -> np.ndarray
     _affine_scan(d, state)
     if side == "before":
         # The sequential left limit: the previous state decayed over the gap.
+        assert d_in is not None  # copied above when side == "before"
         state[1:] = d_in[1:] * state[:-1]
         state[0] = 0.0
 
@@ -351,10 +369,12 @@ def _sequential_states(keys, times, weights, half_life, side: str) -> np.ndarray
     starts = np.flatnonzero(~tie)
     group = np.cumsum(~tie) - 1
     pick = starts if side == "before" else np.r_[starts[1:], n] - 1
-    return state[pick][group]
+    return cast(np.ndarray, state[pick][group])  # numpy types fancy indexing as Any
 
 
-def _per_event(keys, times, weights, half_life, side: str) -> np.ndarray:
+def _per_event(
+    keys: np.ndarray, times: np.ndarray, weights: np.ndarray, half_life: float, side: Literal["before", "after"]
+) -> np.ndarray:
     keys, times, weights = _as_events(keys, times, weights)
     if weights is None:
         raise ValueError("weights are required")

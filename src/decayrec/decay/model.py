@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -74,11 +74,11 @@ class DecayModel:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     # -- lookups used by profiles and features -------------------------------------
-    def half_life_for(self, categories: pa.Array | np.ndarray | list) -> np.ndarray:
+    def half_life_for(self, categories: pa.Array | np.ndarray | list[Any]) -> np.ndarray:
         """Half-life in days for each category id (the pooled value for null or unknown ones); vectorised."""
         return lookup(categories, {k: v.days for k, v in self.by_category.items()}, self.global_half_life.days)
 
-    def scales_for(self, user_ids: pa.Array | np.ndarray | list) -> np.ndarray:
+    def scales_for(self, user_ids: pa.Array | np.ndarray | list[Any]) -> np.ndarray:
         """Each user's half-life multiplier (1 for unknown users or without a per-user fit); vectorised."""
         return lookup(user_ids, self.user_scale, 1.0)
 
@@ -92,11 +92,11 @@ class DecayModel:
 
         return replace(self, user_scale={u: v for u, v in self.user_scale.items() if u != str(user_id)})
 
-    def weight_for(self, events: pa.Array | np.ndarray | list) -> np.ndarray:
+    def weight_for(self, events: pa.Array | np.ndarray | list[Any]) -> np.ndarray:
         """The interest weight of each event (by canonical type)."""
         table = np.array([self.weights.get(e, 0.0) for e in schema.EVENT_TYPES])
         codes = event_codes(events)
-        return table[codes]
+        return cast(np.ndarray, table[codes])  # numpy types fancy indexing as Any
 
     # -- persistence ------------------------------------------------------------------
     def to_json_dict(self) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class DecayModel:
         return cls.from_json_dict(data)
 
 
-def lookup(ids: pa.Array | pa.ChunkedArray | np.ndarray | list, mapping: dict[str, float], default: float) -> np.ndarray:
+def lookup(ids: pa.Array | pa.ChunkedArray | np.ndarray | list[Any], mapping: dict[str, float], default: float) -> np.ndarray:
     """``mapping[id]`` for each id, ``default`` for ids not in it (and nulls), without a Python loop."""
     import pyarrow.compute as pc
 
@@ -168,10 +168,10 @@ def lookup(ids: pa.Array | pa.ChunkedArray | np.ndarray | list, mapping: dict[st
     names = pa.array(list(mapping), pa.string())
     table = np.append(np.fromiter(mapping.values(), dtype=np.float64, count=len(mapping)), default)
     idx = pc.fill_null(pc.index_in(values, value_set=names), len(names)).to_numpy(zero_copy_only=False)
-    return table[idx]
+    return cast(np.ndarray, table[idx])  # numpy types fancy indexing as Any
 
 
-def event_codes(events: pa.Array | np.ndarray | list) -> np.ndarray:
+def event_codes(events: pa.Array | np.ndarray | list[Any]) -> np.ndarray:
     """Canonical event type names -> their index in :data:`decayrec.schema.EVENT_TYPES`."""
     import pyarrow.compute as pc
 

@@ -299,12 +299,14 @@ def build_profile(
         cat_stats = _pair_stats(cat, strength_cat)
         drift = _drift(cat, cat_stats, drift_days)[0] if len(cat.users) else math.nan
         categories = _interests(cat, cat_stats, strength_cat, top)
+    first_event, last_event = _at(now, item.time.min()), _at(now, item.time.max())
+    assert first_event is not None and last_event is not None  # the user has events (user_events raises otherwise)
     return Profile(
         user_id=str(user_id),
         at=now,
         n_events=int(item.time.size),
-        first_event=_at(now, item.time.min()),
-        last_event=_at(now, item.time.max()),
+        first_event=first_event,
+        last_event=last_event,
         drift=None if math.isnan(drift) else float(drift),
         drift_days=float(drift_days),
         categories=categories,
@@ -328,6 +330,8 @@ def _interests(ke: KeyedEvents, st: dict[str, np.ndarray], strength: StrengthMod
     def one(i: int) -> Interest:
         k = int(st["key"][i])
         ttf = float(st["time_to_fade"][i])
+        last_event, peak_at = _at(ke.origin, st["last"][i]), _at(ke.origin, st["peak_time"][i])
+        assert last_event is not None and peak_at is not None  # every pair listed has an event at or before the origin
         return Interest(
             key=ids[k],
             category=cats[k] if ke.level == "item" else None,
@@ -337,8 +341,8 @@ def _interests(ke: KeyedEvents, st: dict[str, np.ndarray], strength: StrengthMod
             faded=bool(st["faded"][i]),
             time_to_fade_days=ttf,
             fades_at=_at(ke.origin, ttf) if 0 < ttf < math.inf else None,
-            last_event=_at(ke.origin, st["last"][i]),
-            peak_at=_at(ke.origin, st["peak_time"][i]),
+            last_event=last_event,
+            peak_at=peak_at,
             peak_interest=float(st["peak_value"][i]),
             events={e: int(c) for e, c in zip(schema.EVENT_TYPES, st["counts"][i])},
         )

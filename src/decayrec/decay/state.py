@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from os import PathLike
-from typing import IO
+from typing import IO, TypeAlias
 
 import numpy as np
 
@@ -24,7 +24,7 @@ _FORMAT_VERSION = 1
 _MIN_CAPACITY = 16
 _INF = math.inf
 
-FileLike = str | PathLike | IO[bytes]
+FileLike: TypeAlias = str | PathLike[str] | IO[bytes]
 
 
 class DecayState:
@@ -42,6 +42,11 @@ class DecayState:
     ``value`` and ``last`` are read-only views; change the state through its methods.
     A key never updated has value 0 and ``last = -inf``.
     """
+
+    _value: np.ndarray
+    _last: np.ndarray
+    _value_mv: memoryview[float]
+    _last_mv: memoryview[float]
 
     def __init__(self, half_lives: np.ndarray, n_keys: int = 0):
         self.half_lives = _half_lives(half_lives)
@@ -63,8 +68,9 @@ class DecayState:
             value[: self._n] = self._value[: self._n]
             last[: self._n] = self._last[: self._n]
         self._value, self._last = value, last
-        self._value_mv = memoryview(value.reshape(-1))
-        self._last_mv = memoryview(last)
+        # numpy's stubs declare ndarray a buffer (__buffer__) only for Python >= 3.12; mypy checks 3.11.
+        self._value_mv = memoryview(value.reshape(-1))  # type: ignore[arg-type]
+        self._last_mv = memoryview(last)  # type: ignore[arg-type]
 
     def _ensure(self, n_keys: int) -> None:
         """Make keys below ``n_keys`` exist (doubling capacity: amortised O(1) per key)."""

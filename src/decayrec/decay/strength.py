@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -88,7 +88,7 @@ class KeyedEvents:
 
     def pair_half_life(self, users: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """The half-life of each (user, key): the key's, times the user's multiplier."""
-        h = self.key_half_life[keys]
+        h: np.ndarray = self.key_half_life[keys]
         return h if self.user_scale is None else h * self.user_scale[users]
 
     def event_half_life(self) -> np.ndarray:
@@ -427,7 +427,8 @@ class StrengthModel:
     def predict(self, interest: np.ndarray) -> np.ndarray:
         """Strength in [0, 1] of each ``S`` (linear between breakpoints, clipped outside)."""
         self._fitted()
-        return np.interp(np.asarray(interest, dtype=np.float64), self.thresholds_, self.probabilities_)
+        # numpy types np.interp of an array as Any
+        return cast(np.ndarray, np.interp(np.asarray(interest, dtype=np.float64), self.thresholds_, self.probabilities_))
 
     def faded(self, strength: np.ndarray) -> np.ndarray:
         """Whether each strength is below ``faded_threshold``."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +47,7 @@ __all__ = [
 
 METRICS = ("ndcg", "recall", "recall_full", "hit_rate", "mrr")
 VARIANTS = ("all", "repeat", "new")
-Ids = pa.Array | pa.ChunkedArray | Sequence[str]
+Ids: TypeAlias = pa.Array | pa.ChunkedArray | Sequence[str]
 # Bootstrap draws are made in blocks of at most this many indices, to bound memory.
 _BLOCK = 1 << 21
 
@@ -150,7 +151,7 @@ def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 
 def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return values.to_numpy(zero_copy_only=False).astype(np.int64)
+    return cast(np.ndarray, values.to_numpy(zero_copy_only=False).astype(np.int64))  # pyarrow has no stubs
 
 
 def _ordered(user: np.ndarray, rank: np.ndarray) -> bool:
@@ -220,7 +221,7 @@ def _per_user(lists: _Lists, truth: _Truth, users: pa.Array, k: int) -> dict[str
     return out
 
 
-def _strings(values) -> pa.Array:
+def _strings(values: Ids) -> pa.Array:
     """Ids as one string array (from a list, an array or a chunked array)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()

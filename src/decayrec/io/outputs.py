@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -115,7 +115,7 @@ def _example(option: str, suffixes: Mapping[str, Sequence[str]]) -> str:
     return {"--card": "CARD", "--quarantine": "bad_rows", "--plot": "plot"}.get(option, "OUT") + allowed[0]
 
 
-def _replace_into(path: Path, write) -> None:
+def _replace_into(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file next to ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -17,12 +17,16 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from decayrec.errors import InputError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 LINE = "_line"
 REASON = "_reason"
@@ -137,7 +141,7 @@ class LineGuard(io.RawIOBase):
     scan is vectorised and the slow path runs only on blocks that hold a bad line.
     """
 
-    def __init__(self, stream, chunk_bytes: int = 8 << 20):
+    def __init__(self, stream: pa.NativeFile, chunk_bytes: int = 8 << 20):
         self.stream = stream
         self.chunk_bytes = chunk_bytes
         self.bad: dict[int, tuple[str, str]] = {}
@@ -149,7 +153,7 @@ class LineGuard(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self._out and not self._eof:
             chunk = self.stream.read(self.chunk_bytes)
             if not chunk:
@@ -161,8 +165,11 @@ class LineGuard(io.RawIOBase):
                 block, self._tail = data[:cut], data[cut:]
             if block:
                 self._out = self._clean(block)
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
+        # A bytearray or a memoryview of bytes: a view of it has the same length and slices. Released
+        # on leaving the block, so the caller may resize its bytearray (io.RawIOBase.read does).
+        with memoryview(buffer) as view:
+            n = min(len(view), len(self._out))
+            view[:n] = self._out[:n]
         self._out = self._out[n:]
         return n
 

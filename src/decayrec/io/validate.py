@@ -9,6 +9,7 @@ Rows leave here either typed and trusted, or in the quarantine table with their 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import duckdb
 import numpy as np
@@ -176,4 +177,4 @@ def numeric_timestamp_median(con: duckdb.DuckDBPyConnection, table: pa.Table) ->
         value = con.execute('SELECT median(abs(try_cast(trim("timestamp") AS DOUBLE))) FROM ts_batch').fetchall()[0][0]
     finally:
         con.unregister("ts_batch")
-    return value
+    return cast(float | None, value)  # duckdb's fetchall rows are Any

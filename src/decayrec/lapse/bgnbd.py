@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from scipy.optimize import minimize
@@ -232,7 +232,7 @@ class BetaGeoModel:
     def _theta(self) -> tuple[float, float, float, float]:
         if not hasattr(self, "params_"):
             raise InputError("this BetaGeoModel is not fitted", "call fit(frequency, recency, T) first")
-        return tuple(self.params_[k] for k in _NAMES)
+        return cast(tuple[float, float, float, float], tuple(self.params_[k] for k in _NAMES))  # _NAMES: the 4 parameters
 
     def p_alive(self, frequency, recency, T) -> np.ndarray:
         """Probability each customer is still alive at ``T`` (FHL 2005, eq. 11)."""

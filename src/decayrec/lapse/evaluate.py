@@ -82,6 +82,7 @@ def evaluate_lapse(
             users, y = ids, lapse_labels(events, ids, cutoff, horizon_days)
         elif not ids.equals(users):
             raise InputError(f"model {name!r} scored a different set of users", "every model must score all users")
+        assert y is not None  # set along with users by the first model
         p_lapse = 1.0 - risk.column("p_active").to_numpy()
         row = {"name": name, "fit_seconds": fit_s, "predict_seconds": predict_s, **scores(y, p_lapse, threshold)}
         if hasattr(model, "threshold_"):

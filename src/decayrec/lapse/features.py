@@ -221,7 +221,7 @@ def user_features(log: UserLog, at: float, weights: np.ndarray | None = None) ->
     cols.append(active_days)
     n_events = np.bincount(user_all, minlength=n).astype(np.float64)
     cols.append(np.log1p(n_events))
-    by_type = np.bincount(user_all * len(schema.EVENT_TYPES) + etype, minlength=n * len(schema.EVENT_TYPES))
+    by_type: np.ndarray = np.bincount(user_all * len(schema.EVENT_TYPES) + etype, minlength=n * len(schema.EVENT_TYPES))
     by_type = by_type.reshape(n, len(schema.EVENT_TYPES)) / np.maximum(n_events, 1)[:, None]
     cols.extend(by_type.T)
     mean_gap, last_gap, cv = _gap_stats(user_all, day, n)

@@ -211,10 +211,10 @@ def make_plan(
                     action[i] = "reengage_recs"
                     shown[i] = got[0]
                     reason[i] = f"re-engagement picks; first: {got[1]}"
-    for i in range(code.size):
-        if action[i] == "none":
-            reason[i] = f"expected value {ev[i]:.3g} below {cfg.min_value:g}" if not planned[i] else "nothing suitable to show"
-        reason[i] = f"P(lapse) {p_lapse[i]:.2f}, away {away[i]:.0f} days; {reason[i]}"
+    for j in range(code.size):
+        if action[j] == "none":
+            reason[j] = f"expected value {ev[j]:.3g} below {cfg.min_value:g}" if not planned[j] else "nothing suitable to show"
+        reason[j] = f"P(lapse) {p_lapse[j]:.2f}, away {away[j]:.0f} days; {reason[j]}"
     order = np.lexsort((risk.column("risk_rank").to_numpy(), -np.where(action != "none", ev, -1.0)))
     cat_col = log.categories.decode(chosen_cat) if n_cat else pa.nulls(code.size, pa.string())
     table = pa.table(

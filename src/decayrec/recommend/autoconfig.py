@@ -295,7 +295,12 @@ class _Validation:
         self.users = n
 
     def windows(self, source_params) -> list[Window]:
-        return [self.space.window(c, self.horizon, source_params) for c in self.cutoffs]
+        out: list[Window] = []
+        for c in self.cutoffs:
+            window = self.space.window(c, self.horizon, source_params)
+            assert window is not None  # every cutoff kept has a truth (see __init__), so it has a window
+            out.append(window)
+        return out
 
     @property
     def repeat_share(self) -> float:
@@ -406,6 +411,7 @@ class _Search:
             names = feature_names(window.truth.state)
         if not parts:
             return None
+        assert names is not None  # set along with every part
         r = self.r
         return fit_lambdarank(
             parts,
@@ -673,6 +679,9 @@ def fixed_settings(ranker: DecayRanker, events: pa.Table, now: datetime) -> Rank
     ]
     if any(v is None for v in free):
         return None
+    # None of them is None (checked above); spelled out for the type checker.
+    assert r.horizon_days is not None and r.label_days is not None and r.train_windows is not None
+    assert r.sources is not None and r.n_per_source is not None and r.num_leaves is not None
     available = _available_sources()
     sources = tuple(s for s in SOURCES if s in r.sources and (s not in IMPLICIT_SOURCES or s in available))
     ix = interactions(events, now, r.event_weights)

@@ -321,8 +321,8 @@ def _pairs(ix, window: float, max_lag: int, half_life: float) -> tuple[np.ndarra
         if not ok.any():
             break  # sorted by time within a user: no pair at this lag means none further apart
         near[: m - lag, lag - 1] = ok & (item[lag:] != item[:-lag])
-    i, lag = np.nonzero(near)  # row-major: by event, so by user
-    j = i + lag + 1
+    i, col = np.nonzero(near)  # row-major: by event, so by user; column lag - 1
+    j = i + col + 1
     a, b = item[i].astype(np.int64), item[j].astype(np.int64)
     low, high = np.minimum(a, b), np.maximum(a, b)
     w = np.sqrt(weight[i] * weight[j]) * np.exp(LN2 * time[j] / half_life)

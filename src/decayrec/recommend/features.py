@@ -44,7 +44,7 @@ DRIFT_LAG_DAYS: Final = 30.0
 _DRIFT_SCALE: Final = 30.0
 
 
-def _decay(values: np.ndarray, half_lives: np.ndarray, elapsed: float) -> np.ndarray:
+def _decay(values: np.ndarray, half_lives: float | np.ndarray, elapsed: float) -> np.ndarray:
     """Sums as of the fit moved ``elapsed`` days on: times ``2 ** (-elapsed / h)`` per column."""
     if elapsed == 0.0:
         return values
@@ -289,9 +289,11 @@ class FeatureState:
         cols.append(np.minimum(elapsed - _take(self.ucat_last, uc, -np.inf), _FAR)[:, None])
         cols.append(_take(self.ucat_week_items, uc)[:, None])  # a count as of the fit: not moved on
         if self.ucat_learned is not None:
+            assert self.cat_half_life is not None  # built together with ucat_learned (from_events)
             learned = _take(self.ucat_learned, uc) * np.exp(-LN2 * elapsed / self.cat_half_life[cat])
             cols.append(learned[:, None])
             if self.ucat_strength_sum is not None:
+                assert self.strength is not None  # ucat_strength_sum is set only with a strength model
                 cols.append(self.strength.predict(learned)[:, None])
 
         pop = _decay(self.item_pop[item], _POP_SCALES, elapsed)

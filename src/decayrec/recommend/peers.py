@@ -44,6 +44,10 @@ class _ImplicitPeer(BaseRecommender):
     # Scores at or below this are implicit's marks for filtered items (or, for neighbours, no evidence).
     _floor = _FILTERED
     _reason = _SIMILAR
+    # Settings each subclass sets in __init__ (ItemKNN has no regularization: it overrides _check).
+    regularization: float
+    num_threads: int
+    exclude_seen: bool
 
     def _matrix_half_life(self) -> float | None:
         return None

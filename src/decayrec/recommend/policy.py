@@ -160,7 +160,8 @@ class ReengagePolicy:
         s_rank[inv[: c_key.size]] = cand.rank
 
         on = flagged[row]
-        out_row, out_item, out_score, out_idx = [], [], [], []
+        out_score: list[np.ndarray] = []
+        out_idx: list[np.ndarray] = []
         # Unflagged users: the ranker's top k, unchanged.
         plain = np.flatnonzero(~on & np.isfinite(raw))
         o = plain[np.lexsort((item[plain], -raw[plain], row[plain]))]

@@ -339,6 +339,7 @@ class DecayRanker(BaseRecommender):
     def score_candidates(self, users: np.ndarray, elapsed: float) -> tuple[Candidates, np.ndarray]:
         """Candidates of user codes ``users`` under the chosen settings, and their ranker scores."""
         s = self.settings_
+        assert self.sources_ is not None  # None only when a single model serves, and recommend hands over to it
         full = self.sources_.generate(users, s.budget, self.n_popular, elapsed, exclude_seen=s.exclude_seen)
         cand, _ = full.restrict(s.sources, s.budget)
         x = source_columns(self.state_, cand, users, elapsed)
@@ -419,6 +420,7 @@ class DecayRanker(BaseRecommender):
         uc = s.ucat.encode(user, cat) if len(s.ucat) else np.full(n, -1, dtype=np.int32)
         week = np.where(uc >= 0, s.ucat_week_items[np.maximum(uc, 0)], 0.0)
         shops = uc >= 0
+        assert self.sources_ is not None  # None only when a single model serves, and recommend hands over to it
         covisit_model = self.sources_.models.get("covisit")
         proposed = src_score > 0
         covisit = proposed[:, _COL["covisit"]] & (covisit_model is not None)
@@ -444,7 +446,12 @@ class DecayRanker(BaseRecommender):
 
         part(0, lambda i: join_text("you bought this before; due again (", hist.phrase(pair[i], elapsed), ")"))
         part(1, lambda i: hist.phrase(pair[i], elapsed))
-        part(2, lambda i: covisit_model._reason(user[i], item[i], elapsed))
+
+        def covisit_reason(i: np.ndarray) -> pa.Array:
+            assert covisit_model is not None  # rows of kind 2 are covisit proposals, made only with a covisit model
+            return covisit_model._reason(user[i], item[i], elapsed)
+
+        part(2, covisit_reason)
         part(3, constant("often engaged with alongside your items"))
         part(4, constant("shoppers with similar taste like this"))
         cname = lambda i: cat_name.take(pa.array(cat[i]))  # noqa: E731

@@ -304,7 +304,9 @@ class _Category(NamedTuple):
     cfg: SimConfig
 
 
-def _category(cfg: SimConfig, cats: dict[str, np.ndarray], c: int, table: tuple, season: np.ndarray) -> _Category:
+def _category(
+    cfg: SimConfig, cats: dict[str, np.ndarray], c: int, table: tuple[list[int], list[list[float]]], season: np.ndarray
+) -> _Category:
     weight = tuple(cfg.event_weights[e] for e in EVENT_TYPES) + (cfg.event_weights["purchase"],)
     cycle = float(cats["cycle"][c]) if cats["consumable"][c] else 0.0
     h, alpha = float(cats["half_life"][c]), float(cats["alpha"][c])
@@ -320,7 +322,7 @@ def _simulate_pair(cat: _Category, draws: _Draws, u: int, mu: float, t0: float, 
     """Ogata thinning for one (user, category) on [t0, t1); appends events to ``out``."""
     cfg, h, alpha, w = cat.cfg, cat.h, cat.alpha, cat.weight
     uni, normal = draws.uniform, draws.normal
-    o_t, o_u, o_i, o_code, o_q = (lst.append for lst in out)
+    o_t, o_u, o_i, o_code, o_q = out[0].append, out[1].append, out[2].append, out[3].append, out[4].append
     heap: list[tuple[float, int, int, int, float]] = []  # pending (time, seq, code, item, quantity)
     urn: list[int] = []  # items of the user's episodes in c, for revisits
     # item -> seq of its pending re-buy, 0 once bought (for good outside consumables), -1 free again

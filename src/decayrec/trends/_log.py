@@ -84,7 +84,7 @@ def check_level(level: str) -> None:
         raise InputError(f"level {level!r} is not one of {LEVELS}", "use level 'category' or 'item' (--level)")
 
 
-def rate_factor(half_lives: np.ndarray, exposure_days: float | np.ndarray) -> np.ndarray:
+def rate_factor(half_lives: float | np.ndarray, exposure_days: float | np.ndarray) -> np.ndarray:
     """``ln 2 / (h * (1 - 2 ** (-T / h)))``: turns ``S_h`` into events per day.
 
     For a Poisson stream of rate ``r`` observed for ``T`` days, ``E[S_h] = r h (1 - 2 ** (-T/h)) / ln 2``,
