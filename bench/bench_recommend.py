@@ -38,10 +38,11 @@ import pyarrow.compute as pc
 from decayrec.errors import InputError
 from decayrec.evaluate import bootstrap_ci, evaluate, quantile_split, time_split
 from decayrec.evaluate.metrics import summarise
-from decayrec.evaluate.runner import json_safe, result_entry
+from decayrec.evaluate.runner import result_entry
 from decayrec.events import open_events
-from decayrec.recommend.common import rank_in_group
+from decayrec.io.outputs import json_safe
 from decayrec.recommend.registry import make_model
+from decayrec.recommend.topk import rank_in_group
 from decayrec.simulate import PRESETS, simulate_preset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,7 +15,7 @@ pytest.importorskip("implicit")
 from decayrec.evaluate import time_split
 from decayrec.recommend.autoconfig import choose_served, infer_horizon
 from decayrec.recommend.baselines import RepeatHistory
-from decayrec.recommend.common import interactions
+from decayrec.recommend.interactions import interactions
 from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, preset, simulate
 

@@ -13,16 +13,11 @@ import pytest
 
 from decayrec.errors import DecayrecError, InputError
 from decayrec.recommend.base import REC_SCHEMA
-from decayrec.recommend.baselines import (
-    MODELS,
-    CoVisitation,
-    DecayedPopularity,
-    Popularity,
-    RepeatHistory,
-    UserKNN,
-    make_model,
-)
-from decayrec.recommend.common import ago, topk_rows, topk_sparse_rows
+from decayrec.recommend.baselines import CoVisitation, DecayedPopularity, Popularity, RepeatHistory, UserKNN
+from decayrec.recommend.reasons import ago
+from decayrec.recommend.registry import BASELINES as MODELS
+from decayrec.recommend.registry import make_model
+from decayrec.recommend.topk import topk_rows, topk_sparse_rows
 from decayrec.simulate import SimConfig, simulate
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)

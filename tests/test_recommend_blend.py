@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from decayrec.recommend.common import blend_topk, topk_rows
+from decayrec.recommend.topk import blend_topk, topk_rows
 
 
 def dense_reference(codes, n_items, k, main, fill_key, exclude):
@@ -78,7 +78,7 @@ def sorted_topk_reference(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("k", [1, 3, 10, 40])
 def test_topk_sparse_rows_matches_sorting_every_entry(seed, k):
-    from decayrec.recommend.common import topk_sparse_rows
+    from decayrec.recommend.topk import topk_sparse_rows
 
     rng = np.random.default_rng(seed)
     # Rows of very different lengths, with ties.

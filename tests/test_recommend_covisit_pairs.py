@@ -10,7 +10,7 @@ import pytest
 
 from decayrec.decay.kernels import LN2
 from decayrec.recommend.baselines import CoVisitation, _pairs
-from decayrec.recommend.common import interactions
+from decayrec.recommend.interactions import interactions
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from decayrec.recommend.baselines import MODELS
+from decayrec.recommend.registry import BASELINES as MODELS
 from decayrec.simulate import SimConfig, simulate
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from decayrec.errors import InputError, MissingExtraError
 from decayrec.recommend.base import REC_SCHEMA, Recommender
-from decayrec.recommend.baselines import MODELS, make_model
+from decayrec.recommend.registry import BASELINES as MODELS
+from decayrec.recommend.registry import make_model
 from decayrec.simulate import SimConfig, simulate
 
 FAST = {"als": {"factors": 8, "iterations": 5}, "bpr": {"factors": 8, "iterations": 20}}

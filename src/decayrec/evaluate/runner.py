@@ -8,7 +8,6 @@ object is CONTRACT.md section 3's ``RESULTS.json``: ``protocol`` then ``models``
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from decayrec import schema
 from decayrec.errors import InputError
 from decayrec.evaluate.metrics import METRICS, MetricSummary, Scores, _summarise, score
 from decayrec.evaluate.splits import TimeSplit, _naive, _naive_us, time_split
+from decayrec.io.outputs import json_safe
 from decayrec.recommend.base import Recommender
 from decayrec.timeparse import iso
 
@@ -246,17 +246,6 @@ def _cell(summary: MetricSummary, metric: str) -> str:
         return f"{mean:.4f}"
     lo, hi = summary.ci[metric]
     return f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become None: JSON has no such numbers."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------- many cutoffs

@@ -11,10 +11,12 @@ failure never leaves half a file, and never over an input.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -153,4 +155,15 @@ def write_text(text: str, path: str | Path) -> None:
     _replace_into(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-__all__ = ["TABLE_SUFFIXES", "check_outputs", "suffix_of", "write_table", "write_text"]
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None (JSON has no such numbers), recursively through dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+__all__ = ["TABLE_SUFFIXES", "check_outputs", "json_safe", "suffix_of", "write_table", "write_text"]

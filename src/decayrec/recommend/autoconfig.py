@@ -43,8 +43,8 @@ import pyarrow as pa
 
 from decayrec.errors import InputError
 from decayrec.recommend.candidates import IMPLICIT_SOURCES, MODEL_SOURCES, SOURCES, SourceSet, build_source
-from decayrec.recommend.common import Interactions, interactions
 from decayrec.recommend.features import FeatureState
+from decayrec.recommend.interactions import Interactions, interactions
 from decayrec.recommend.training import (
     Window,
     WindowTruth,

@@ -6,14 +6,13 @@ users get popularity, their reason starting ``"new visitor: "``) with at most ``
 best first, each with a short reason. ``now`` at recommendation may be later than at fit
 (decayed scores move on; the events seen do not), never earlier.
 
-:data:`MODELS` builds any of them, and the peers in :mod:`decayrec.recommend.peers`, by name.
+:data:`decayrec.recommend.registry.BASELINES` builds any of them, and the peers in :mod:`decayrec.recommend.peers`, by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -21,35 +20,22 @@ import scipy.sparse as sp
 
 from decayrec.decay.kernels import LN2
 from decayrec.errors import InputError
-from decayrec.recommend.base import Recommender
-from decayrec.recommend.common import (
-    COLD_START_HALF_LIFE_DAYS,
-    BaseRecommender,
-    History,
-    Interactions,
-    check_positive,
-    fallback_rows,
-    half_life_factor,
-    join_text,
-    merge_reasons,
-    personal_table,
-    popularity,
-    rank_in_group,
-    rec_table,
-    topk_sparse_rows,
-)
+from decayrec.recommend.base import BaseRecommender
+from decayrec.recommend.fallback import fallback_rows, popularity
+from decayrec.recommend.interactions import History, Interactions
+from decayrec.recommend.output import personal_table, rec_table
+from decayrec.recommend.params import COLD_START_HALF_LIFE_DAYS, check_positive, half_life_factor
+from decayrec.recommend.reasons import join_text, merge_reasons
+from decayrec.recommend.topk import rank_in_group, topk_sparse_rows
+from decayrec.weights import EventWeights as Weights
 
 __all__ = [
-    "MODELS",
     "CoVisitation",
     "DecayedPopularity",
     "Popularity",
     "RepeatHistory",
     "UserKNN",
-    "make_model",
 ]
-
-Weights = Mapping[str, float] | None
 
 
 class Popularity(BaseRecommender):
@@ -58,7 +44,7 @@ class Popularity(BaseRecommender):
     Parameters
     ----------
     event_weights
-        Weight per event type (:data:`~decayrec.recommend.common.DEFAULT_EVENT_WEIGHTS`
+        Weight per event type (:data:`~decayrec.weights.DEFAULT_EVENT_WEIGHTS`
         when None); types left out count 0.
     window_days
         Count only the events of the last ``window_days`` (None: all).
@@ -196,7 +182,7 @@ class CoVisitation(BaseRecommender):
     their decayed interest ``S(u, a, now)`` with half-life ``recency_half_life_days``;
     candidate c scores ``sum over anchors a of S(u, a) * sim(a, c)``; the reason names the
     anchor contributing most. Popular items (decayed, half-life
-    :data:`~decayrec.recommend.common.COLD_START_HALF_LIFE_DAYS`) fill the rest of the list.
+    :data:`~decayrec.recommend.params.COLD_START_HALF_LIFE_DAYS`) fill the rest of the list.
 
     Parameters
     ----------
@@ -466,38 +452,3 @@ class UserKNN(BaseRecommender):
 
 
 # -- the registry ---------------------------------------------------------------------------
-def _peer(class_name: str) -> Callable[..., Recommender]:
-    """A factory that imports :mod:`decayrec.recommend.peers` only when called (implicit is an extra)."""
-
-    def build(**params: Any) -> Recommender:
-        from decayrec.recommend import peers
-
-        return getattr(peers, class_name)(**params)
-
-    build.__name__ = build.__qualname__ = class_name
-    build.__doc__ = f"Build :class:`decayrec.recommend.peers.{class_name}` (needs the 'peers' extra)."
-    return build
-
-
-MODELS: Final[Mapping[str, Callable[..., Recommender]]] = {
-    "popularity": Popularity,
-    "decayed_popularity": DecayedPopularity,
-    "repeat": RepeatHistory,
-    "covisit": CoVisitation,
-    "userknn": UserKNN,
-    "als": _peer("ImplicitALS"),
-    "bpr": _peer("ImplicitBPR"),
-    "itemknn": _peer("ImplicitItemKNN"),
-}
-
-
-def make_model(name: str, **params: Any) -> Recommender:
-    """The model registered as ``name``, built with ``params`` (its defaults otherwise)."""
-    try:
-        factory = MODELS[name]
-    except KeyError:
-        raise InputError(f"no model named {name!r}", f"choose one of {sorted(MODELS)}") from None
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise InputError(f"bad parameters for model {name!r} ({exc})", "see the model's docstring for its parameters") from None

@@ -30,9 +30,11 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from decayrec.recommend.baselines import CoVisitation, RepeatHistory, UserKNN, Weights
-from decayrec.recommend.common import half_life_factor, rank_in_group, topk_rows, topk_sparse_rows
+from decayrec.recommend.baselines import CoVisitation, RepeatHistory, UserKNN
 from decayrec.recommend.features import FeatureState
+from decayrec.recommend.params import half_life_factor
+from decayrec.recommend.topk import rank_in_group, topk_rows, topk_sparse_rows
+from decayrec.weights import EventWeights as Weights
 
 __all__ = ["MODEL_SOURCES", "SOURCES", "Candidates", "SourceSet", "sparse_top"]
 

@@ -9,7 +9,7 @@ recency features add ``elapsed``. :meth:`FeatureState.features` looks candidates
 bulk: no Python loop over events or candidates.
 
 Times inside are float64 days relative to ``now`` (``<= 0``), as in
-:class:`~decayrec.recommend.common.Interactions`.
+:class:`~decayrec.recommend.interactions.Interactions`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from decayrec.decay.ids import IdMap, PairMap
 from decayrec.decay.kernels import LN2, counts, decayed_sums, last_event_time, to_days
 from decayrec.decay.model import DecayModel, event_codes
 from decayrec.decay.strength import StrengthModel, as_utc
-from decayrec.recommend.common import History, Interactions, check_positive, interactions, weight_table
+from decayrec.recommend.interactions import History, Interactions, interactions
+from decayrec.recommend.params import check_positive
+from decayrec.weights import weight_table
 
 __all__ = ["DEFAULT_SCALES", "GRADES", "FeatureState", "label_grades"]
 

@@ -18,18 +18,13 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from decayrec.errors import InputError, require
-from decayrec.recommend.baselines import Weights
-from decayrec.recommend.common import (
-    COLD_START_HALF_LIFE_DAYS,
-    BaseRecommender,
-    Interactions,
-    check_positive,
-    fallback_rows,
-    join_text,
-    merge_reasons,
-    popularity,
-    rec_table,
-)
+from decayrec.recommend.base import BaseRecommender
+from decayrec.recommend.fallback import fallback_rows, popularity
+from decayrec.recommend.interactions import Interactions
+from decayrec.recommend.output import rec_table
+from decayrec.recommend.params import COLD_START_HALF_LIFE_DAYS, check_positive
+from decayrec.recommend.reasons import join_text, merge_reasons
+from decayrec.weights import EventWeights as Weights
 
 __all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitItemKNN"]
 

@@ -17,11 +17,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from decayrec.errors import InputError
-from decayrec.recommend.common import half_life_factor, rank_in_group, topk_sparse_rows
+from decayrec.recommend.params import half_life_factor
+from decayrec.recommend.topk import rank_in_group, topk_sparse_rows
 
 if TYPE_CHECKING:  # pragma: no cover
+    from decayrec.recommend.candidates import Candidates
     from decayrec.recommend.features import FeatureState
-    from decayrec.recommend.ranker import Candidates, DecayRanker
 
 __all__ = ["ReengagePolicy", "mmr_by_category"]
 
@@ -117,13 +118,20 @@ class ReengagePolicy:
         return topk_sparse_rows(sp.csr_matrix(block @ cat_items), self.n_discovery)
 
     def apply(
-        self, ranker: DecayRanker, users: np.ndarray, cand: Candidates, score: np.ndarray, k: int, elapsed: float
+        self,
+        state: FeatureState,
+        new_item_days: float,
+        users: np.ndarray,
+        cand: Candidates,
+        score: np.ndarray,
+        k: int,
+        elapsed: float,
     ) -> tuple[np.ndarray, ...]:
         """Final lists: ``(row, item, score, discovery, src_score, src_rank)`` by row then rank.
 
+        ``state`` is the ranker's feature state and ``new_item_days`` its notion of new items.
         ``row`` indexes ``users``; rows of unflagged users keep the ranker's order and scores.
         """
-        state = ranker.state_
         n_items = state.ix.n_items
         faded, drifted = self.flags(state, users, elapsed)
         flagged = faded | drifted
@@ -139,7 +147,7 @@ class ReengagePolicy:
         rel = 1.0 - place / np.maximum(size[cand.row], 1)
 
         fl = np.flatnonzero(flagged)
-        disc = sp.coo_matrix(self.discovery(state, users[fl], ranker.new_item_days)) if fl.size else sp.coo_matrix((0, n_items))
+        disc = sp.coo_matrix(self.discovery(state, users[fl], new_item_days)) if fl.size else sp.coo_matrix((0, n_items))
         d_row, d_item, d_val = fl[disc.row].astype(np.int64), disc.col.astype(np.int64), disc.data
 
         # Candidate table plus discovery rows, deduplicated by (row, item).

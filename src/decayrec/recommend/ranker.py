@@ -36,23 +36,18 @@ from decayrec.decay.model import DecayModel
 from decayrec.decay.strength import StrengthModel, as_utc
 from decayrec.errors import InputError
 from decayrec.recommend.autoconfig import SearchResult, Workspace, configure, fixed_settings
-from decayrec.recommend.baselines import Weights
+from decayrec.recommend.base import BaseRecommender
 from decayrec.recommend.candidates import SOURCES, Candidates
-from decayrec.recommend.common import (
-    COLD_START_HALF_LIFE_DAYS,
-    BaseRecommender,
-    blend_topk,
-    check_positive,
-    fallback_rows,
-    join_text,
-    merge_reasons,
-    popularity,
-    rec_table,
-)
+from decayrec.recommend.fallback import fallback_rows, popularity
 from decayrec.recommend.features import DEFAULT_SCALES, FeatureState
+from decayrec.recommend.output import rec_table
+from decayrec.recommend.params import COLD_START_HALF_LIFE_DAYS, check_positive
 from decayrec.recommend.policy import ReengagePolicy
+from decayrec.recommend.reasons import join_text, merge_reasons
+from decayrec.recommend.topk import blend_topk
 from decayrec.recommend.training import TrainedRanker, feature_names, fit_lambdarank, source_columns, window_rows
 from decayrec.timeparse import iso
+from decayrec.weights import EventWeights as Weights
 
 __all__ = ["SOURCES", "DecayRanker"]
 
@@ -330,8 +325,7 @@ class DecayRanker(BaseRecommender):
 
     def save_card(self, path: str | Path) -> None:
         """Write :meth:`card` as JSON."""
-        from decayrec.evaluate.runner import json_safe
-        from decayrec.io.outputs import write_text
+        from decayrec.io.outputs import json_safe, write_text
 
         write_text(json.dumps(json_safe(self.card()), indent=2) + "\n", path)
 
@@ -359,7 +353,9 @@ class DecayRanker(BaseRecommender):
             ucodes = codes[known].astype(np.int64)
             cand, score = self.score_candidates(ucodes, elapsed)
             if self.policy_ is not None:
-                row, item, out_score, discovery, src_score, src_rank = self.policy_.apply(self, ucodes, cand, score, k, elapsed)
+                row, item, out_score, discovery, src_score, src_rank = self.policy_.apply(
+                    self.state_, self.new_item_days, ucodes, cand, score, k, elapsed
+                )
                 reason = self.reasons(ucodes[row], item, src_score, src_rank, elapsed, discovery)
             else:
                 row, item, out_score, reason = self._lists(ucodes, cand, score, k, elapsed)

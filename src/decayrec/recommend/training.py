@@ -30,8 +30,8 @@ from decayrec.decay.model import event_codes
 from decayrec.decay.strength import as_utc
 from decayrec.lgbm import eval_args, reproducible
 from decayrec.recommend.candidates import SOURCES, Candidates, SourceSet
-from decayrec.recommend.common import rank_in_group
 from decayrec.recommend.features import GRADES, FeatureState
+from decayrec.recommend.topk import rank_in_group
 
 __all__ = [
     "Window",

@@ -16,7 +16,7 @@ from decayrec.decay.kernels import LN2, to_days
 from decayrec.decay.model import event_codes
 from decayrec.decay.strength import as_utc
 from decayrec.errors import InputError
-from decayrec.recommend.common import weight_table
+from decayrec.weights import weight_table
 
 __all__ = ["KeyLog", "check_level", "key_log", "rate_factor"]
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from decayrec.recommend.common import weight_table
+from decayrec.weights import weight_table
 
 __all__ = ["Level", "TrendConfig"]
 
