@@ -9,7 +9,7 @@ cutoff with
   forecast windows, all before the cutoff; window length and count from ``FitConfig`` unless set),
 
 then score the engagement points in ``(cutoff, cutoff + window]`` with
-:func:`decayrec.decay.fit.heldout_terms` for both learned per-category half-lives, both learned
+:func:`decayrec.decay.heldout.heldout_terms` for both learned per-category half-lives, both learned
 pooled ones, and fixed 7 and 30 days (all with the default fit's event weights). Differences
 come with a 95% bootstrap interval over users (fitted parameters held fixed). Both fits skip the
 per-event-type half-lives (``fit_by_event=False``): they are not scored here.
@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_decay_fit as B  # the shared held-out protocol
-from decayrec.decay.fit import FitConfig, fit_decay
+from decayrec.decay.config import FitConfig
+from decayrec.decay.fit import fit_decay
 from decayrec.events import open_events
 
 PAIRS = (

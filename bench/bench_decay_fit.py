@@ -7,12 +7,12 @@ For each canonical dataset under ``../shared/data`` (see its README and SOURCE.m
    last 10-25% of the events, see ``WINDOWS``);
 3. fit :func:`decayrec.decay.fit.fit_decay` on the events up to the cutoff (timed);
 4. score the engagement points in ``(cutoff, cutoff + window]`` with
-   :func:`decayrec.decay.fit.heldout_loglik` for: learned per-category half-lives, the learned
+   :func:`decayrec.decay.heldout.heldout_loglik` for: learned per-category half-lives, the learned
    global half-life, fixed 7 and 30 days (all four with the same learned event weights), and
    fixed 7 days with unit weights;
 5. a bootstrap over users of the per-point differences learned - 7d and learned - 30d.
 
-The bootstrap uses :func:`decayrec.decay.fit.heldout_terms` (the held-out log-likelihood per
+The bootstrap uses :func:`decayrec.decay.heldout.heldout_terms` (the held-out log-likelihood per
 (user, category) sequence, whose sum is ``heldout_loglik``) summed per user. Users are resampled
 with replacement (B times) with the fitted baselines and excitations held fixed, so the
 interval is the test-sample uncertainty of the comparison, not the refitting noise.
@@ -42,8 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from decayrec import schema
-from decayrec.decay import fit as F
-from decayrec.decay.fit import FitConfig, fit_decay
+from decayrec.decay import heldout as F
+from decayrec.decay.config import FitConfig
+from decayrec.decay.fit import fit_decay
 from decayrec.events import open_events
 
 DATASETS = ("amazon-beauty", "amazon-grocery", "taobao-fav", "yoochoose-clicks-100k")
@@ -69,8 +70,10 @@ GRIDS: dict[str, tuple[float, float]] = {
     "yoochoose-clicks-100k": (1.0 / 1440.0, 365.0),
 }
 
-# fit.py as imported (it may be edited while the bench runs)
-FIT_PY_SHA256 = hashlib.sha256(Path(F.__file__).read_bytes()).hexdigest()
+# the fitting modules as imported (they may be edited while the bench runs)
+FIT_PY_SHA256 = hashlib.sha256(
+    b"".join((Path(F.__file__).parent / f).read_bytes() for f in ("fit.py", "likelihood.py", "heldout.py"))
+).hexdigest()
 
 FIXED = (7.0, 30.0)  # the usual defaults of well-known libraries
 
@@ -143,7 +146,7 @@ def heldout_by_user(
     config: FitConfig,
     user_scale: dict[str, float] | None = None,
 ) -> dict:
-    """:func:`decayrec.decay.fit.heldout_terms` summed per user (users with a sequence seen before the cutoff)."""
+    """:func:`decayrec.decay.heldout.heldout_terms` summed per user (users with a sequence seen before the cutoff)."""
     t = F.heldout_terms(events, cutoff, window_days, half_lives, weights, config, user_scale)
     n_users = int(t.seq_user.max()) + 1
     users = t.seq_user[t.seen]
@@ -725,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.0f} s] {name}: {msg}", file=sys.stderr, flush=True)
 
     meta = {
-        "what": "learned vs fixed half-lives, next-window held-out log-likelihood (decayrec.decay.fit.heldout_loglik)",
+        "what": "learned vs fixed half-lives, next-window held-out log-likelihood (decayrec.decay.heldout.heldout_loglik)",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "boot": args.boot,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from decayrec.decay.fit import FitConfig, fit_decay
+from decayrec.decay.config import FitConfig
+from decayrec.decay.fit import fit_decay
 from decayrec.simulate import SimConfig, simulate
 from decayrec.timeparse import parse_time
 

@@ -9,7 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik
+from decayrec.decay.config import FitConfig
+from decayrec.decay.fit import fit_decay
+from decayrec.decay.heldout import heldout_loglik
 from decayrec.decay.model import DecayModel
 from decayrec.errors import InputError
 from decayrec.simulate import SimConfig, simulate
@@ -201,7 +203,8 @@ def test_anchors_objective_forecasts_several_windows_before_now(shop):
     """objective="anchors" scores half-lives by forecasting several windows, each from the events
     before it and all closing by ``now``: fast and slow categories stay apart, and nothing after
     ``now`` is read."""
-    from decayrec.decay.fit import _anchor_times, prepare
+    from decayrec.decay.fit import _anchor_times
+    from decayrec.decay.sequences import prepare
 
     sim, _ = shop
     small = sim.events.slice(0, 60_000)

@@ -195,7 +195,8 @@ def fit_decay_command(
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """Learn half-lives per category and per event type (with 95% intervals) and event weights."""
-    from decayrec.decay.fit import FitConfig, fit_decay
+    from decayrec.decay.config import FitConfig
+    from decayrec.decay.fit import fit_decay
 
     check_outputs(
         {"--out": out_path, "--quarantine": quarantine}, [events], suffixes={"--out": (".json",), "--quarantine": (".csv",)}
@@ -222,7 +223,8 @@ def profile(
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """A user's interest profile now: live and faded interests, strength, half-life, time-to-fade, drift."""
-    from decayrec.decay.fit import FitConfig, fit_decay
+    from decayrec.decay.config import FitConfig
+    from decayrec.decay.fit import fit_decay
     from decayrec.decay.model import DecayModel
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel

@@ -95,7 +95,8 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
     """Fit half-lives on the simulated shop and compare them with the truth it was built from."""
     import numpy as np
 
-    from decayrec.decay.fit import FitConfig, fit_decay
+    from decayrec.decay.config import FitConfig
+    from decayrec.decay.fit import fit_decay
     from decayrec.decay.profile import build_profile
     from decayrec.decay.strength import StrengthModel
     from decayrec.timeparse import parse_time

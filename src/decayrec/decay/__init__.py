@@ -4,7 +4,9 @@
 for several half-lives ``h`` at once; times and half-lives in days (:func:`to_days`).
 """
 
-from decayrec.decay.fit import FitConfig, fit_decay, heldout_loglik, heldout_terms
+from decayrec.decay.config import FitConfig
+from decayrec.decay.fit import fit_decay
+from decayrec.decay.heldout import heldout_loglik, heldout_terms
 from decayrec.decay.ids import IdMap, PairMap, pair_codes
 from decayrec.decay.kernels import (
     counts,
