@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
+.PHONY: demo test test-fast lint bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The quick tier (under a minute): everything not marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # Lint, format and type checks (run by make test, and so by CI).
 lint: $(STAMP)

@@ -274,3 +274,22 @@ def test_recommendations_as_parquet_are_parquet(tmp_path):
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.column_names == ["user_id", "item_id", "rank", "score", "reason"]
     assert set(table["user_id"].to_pylist()) == {"u1", "u2"}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_stray_quote_costs_one_line_whatever_the_line_ends(tmp_path, newline):
+    lines = [HEADER, 'u1,"i1,view,2024-05-01T00:00:00Z,c1', *rows(40)]
+    path = tmp_path / "e.csv"
+    path.write_bytes(newline.join(lines).encode() + newline.encode())
+    result = run("ingest", path, "--store", tmp_path / "s", "--quarantine", tmp_path / "bad.csv")
+    assert result.returncode == 0, result.stderr
+    assert balance(result.stdout)[1:] == (1, 0, 41)
+    assert '"e.csv",2,"unbalanced quote' in (tmp_path / "bad.csv").read_text().replace(str(tmp_path) + "/", "")
+
+
+def test_a_byte_order_mark_before_a_quoted_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b'\xef\xbb\xbf"user_id","item_id","event","timestamp"\nu1,i1,view,2024-05-01T00:00:00Z\n')
+    result = run("ingest", path, "--store", tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    assert balance(result.stdout) == (1, 0, 0, 1)

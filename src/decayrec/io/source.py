@@ -90,10 +90,10 @@ def preflight(paths: Sequence[Path]) -> None:
 
 
 def open_text(path: Path) -> io.TextIOBase:
-    """Open a text file, transparently decompressing ``.gz``."""
+    """Open a text file, transparently decompressing ``.gz``; a UTF-8 byte-order mark is dropped."""
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
 def compression_error(path: Path, exc: BaseException) -> InputError:
@@ -137,8 +137,9 @@ class LineGuard(io.RawIOBase):
     handed to the parser as is, it swallows every line after it into one row. A line that
     is not UTF-8 stops the parser. Each such line is passed on empty (so the parser reports
     it as an invalid row at its own physical line, and later line numbers stay exact) and
-    kept in :attr:`bad` as ``{line: (reason, text)}``. Lines are ``\n``-terminated; the
-    scan is vectorised and the slow path runs only on blocks that hold a bad line.
+    kept in :attr:`bad` as ``{line: (reason, text)}``. Lines end as the parser ends them
+    (``\n``, ``\r\n`` or a lone ``\r``); the scan is vectorised and the slow path runs
+    only on blocks that hold a bad line.
     """
 
     def __init__(self, stream: pa.NativeFile, chunk_bytes: int = 8 << 20):
@@ -161,7 +162,8 @@ class LineGuard(io.RawIOBase):
                 block, self._tail = self._tail, b""
             else:
                 data = self._tail + bytes(chunk)
-                cut = data.rfind(b"\n") + 1
+                # Cut after the last complete line; a trailing \r waits: it may be half of \r\n.
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
                 block, self._tail = data[:cut], data[cut:]
             if block:
                 self._out = self._clean(block)
@@ -174,28 +176,38 @@ class LineGuard(io.RawIOBase):
         return n
 
     def _clean(self, block: bytes) -> bytes:
+        """``block`` (whole lines) with its bad lines emptied; line ends as the CSV parser reads them:
+        ``\n``, ``\r\n`` or a lone ``\r``."""
         first = self._line
         arr = np.frombuffer(block, dtype=np.uint8)
-        newline = arr == 10
-        self._line += int(newline.sum()) + (0 if block.endswith(b"\n") else 1)
+        lf = arr == 10
+        end = lf | (arr == 13)
+        end[:-1] &= ~((arr[:-1] == 13) & lf[1:])  # the \r of \r\n does not end a line: its \n does
+        stops = np.flatnonzero(end) + 1  # one past each line's terminator
+        if not stops.size or stops[-1] != len(block):
+            stops = np.append(stops, len(block))  # the last line of a file without a final line break
+        self._line += int(stops.size)
         odd = np.zeros(0, dtype=np.int64)
         if b'"' in block:
-            line_of = np.cumsum(newline) - newline  # a newline belongs to the line it ends
-            per_line = np.bincount(line_of[arr == 34], minlength=int(line_of[-1]) + 1)
-            odd = np.flatnonzero(per_line % 2)
+            line_of = np.searchsorted(stops, np.flatnonzero(arr == 34), side="right")
+            odd = np.flatnonzero(np.bincount(line_of, minlength=stops.size) % 2)
+        starts = np.concatenate(([0], stops[:-1]))
         try:
             block.decode("utf-8")
             broken: set[int] = set()
         except UnicodeDecodeError:
-            broken = {j for j, line in enumerate(block.split(b"\n")) if not _is_utf8(line)}
+            broken = {j for j in range(stops.size) if not _is_utf8(block[starts[j] : stops[j]])}
         if not odd.size and not broken:
             return block
-        lines = block.split(b"\n")
+        out, done = [], 0
         for j in sorted(set(odd.tolist()) | broken):
-            text = lines[j].rstrip(b"\r")
-            self.bad[first + j] = (NOT_UTF8 if j in broken else UNBALANCED_QUOTE, text.decode("utf-8", errors="replace"))
-            lines[j] = b""
-        return b"\n".join(lines)
+            text = block[starts[j] : stops[j]]
+            body = text.rstrip(b"\r\n")
+            self.bad[first + j] = (NOT_UTF8 if j in broken else UNBALANCED_QUOTE, body.decode("utf-8", errors="replace"))
+            out += [block[done : starts[j]], text[len(body) :]]  # the line's terminator stays: numbering holds
+            done = int(stops[j])
+        out.append(block[done:])
+        return b"".join(out)
 
 
 def _is_utf8(line: bytes) -> bool:
