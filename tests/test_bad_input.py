@@ -17,6 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 DECAYREC = str(Path(sys.executable).with_name("decayrec"))
 HEADER = "user_id,item_id,event,timestamp,category_id"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 BIN = Path(sys.executable).parent / "decayrec"
 CMD = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "decayrec.cli"]
 

@@ -17,6 +17,8 @@ from decayrec.errors import InputError
 from decayrec.simulate import SimConfig, simulate
 from decayrec.timeparse import parse_time
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 
 @pytest.fixture(scope="module")
 def shop():

@@ -8,12 +8,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from decayrec.errors import InputError
 from decayrec.ingest import ingest
 from decayrec.store import EventStore
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 GOOD = ["u1", "i1", "view", "2020-01-01T00:00:00Z", "c", "1.5", "1", "s"]
 field = st.one_of(

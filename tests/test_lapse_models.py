@@ -27,6 +27,8 @@ from decayrec.lapse.metrics import (
 )
 from eventrows import T0, events
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 # -- metrics ----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from decayrec.recommend.interactions import interactions
 from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, preset, simulate
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
 

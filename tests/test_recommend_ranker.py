@@ -21,6 +21,8 @@ from decayrec.recommend.policy import ReengagePolicy, mmr_by_category
 from decayrec.recommend.ranker import DecayRanker
 from decayrec.simulate import SimConfig, simulate
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 # Every choice fixed: no search, so these tests exercise the ranker itself.
 FIXED = {

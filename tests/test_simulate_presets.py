@@ -12,6 +12,8 @@ import pytest
 from decayrec.errors import InputError
 from decayrec.simulate import PRESETS, preset, simulate, simulate_preset
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 US_PER_DAY = 86_400_000_000
 SMALL = {"n_users": 400, "seed": 1}
 
