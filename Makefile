@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
+.PHONY: demo test test-fast lint bench bench-shared bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends
+
+# ../shared/bench on every log in ../shared/data, with decayrec's cards: bench/results/shared.md (about 65 minutes).
+bench-shared: $(STAMP)
+	bench/run_shared.sh
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --rows 1000000 --out bench/results/ingest.json
