@@ -17,5 +17,7 @@ for pair in amazon-beauty:amazon-beauty amazon-grocery:amazon-grocery yoochoose:
   # what it chose there (an unbounded budget, so that a slower machine cannot cut the search short).
   .venv/bin/decayrec recommend --events "$WORK/$name/recommend/train_events.csv" --users "$WORK/$name/recommend/users.txt" \
       --at "$at" --k 20 --budget-seconds 100000 --out "$WORK/$name/card-recs.csv" --card "$OUT/cards/$name.json" 2> "$OUT/cards/$name.log"
+  rm -f "$OUT/cards/$name.differs"
+  cmp -s <(sort "$WORK/$name/recommend/recs.csv") <(sort "$WORK/$name/card-recs.csv") || touch "$OUT/cards/$name.differs"
 done
 .venv/bin/python bench/shared_summary.py "$OUT"/*.json --cards "$OUT/cards" --out bench/results/shared.md

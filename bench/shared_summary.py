@@ -38,8 +38,10 @@ def main() -> None:
     out = [
         "# decayrec at its defaults through ../shared/bench",
         "",
-        "Written by `make bench-shared` (`../shared/bench/run.sh` on every log in ../shared/data, then "
-        "`python bench/shared_summary.py`). Protocol: ../shared/bench/README.md.",
+        (
+            "Written by `make bench-shared` (`../shared/bench/run.sh` on every log in ../shared/data, then "
+            "`python bench/shared_summary.py`). Protocol: ../shared/bench/README.md."
+        ),
         "",
         "## Recommendations (NDCG@20)",
         "",
@@ -58,6 +60,9 @@ def main() -> None:
         als = models.get("implicit-als")
         card_path = args.cards / f"{name}.json" if args.cards else None
         what = chose(json.loads(card_path.read_text())) if card_path and card_path.exists() else "-"
+        differs = card_path.with_suffix(".differs") if card_path else None
+        if differs is not None and differs.exists():
+            what += " (re-run; its lists differ from the bench's)"
         out.append(
             f"| {name} | {reco['protocol']['users_evaluated']:,} | {_f(main_row and main_row['ndcg'])} | {best['name']} {_f(best['ndcg'])} "
             f"| {_f(reco.get('decayrec_over_best_peer_ndcg'), 3)} | {main_row['fit_seconds']:.0f} "
@@ -73,7 +78,13 @@ def main() -> None:
                     f"| {name} | {ch['protocol']['users']:,} | {_f(rows['decayrec']['roc_auc'])} | {top['name']} {_f(top['roc_auc'])} "
                     f"| {_f(ch.get('decayrec_over_best_peer_roc_auc'), 3)} |"
                 )
-    args.out.write_text("\n".join(out + churn) + "\n")
+    notes = [
+        "",
+        "The cards come from re-running decayrec on the bench's own training file and cutoff; where the re-run's",
+        "lists are not byte-identical to the bench's (`run_shared.sh` compares them), the row says so:",
+        "implicit's multithreaded ALS is not bit-reproducible, and a close validation choice can flip.",
+    ]
+    args.out.write_text("\n".join(out + churn + notes) + "\n")
     print("\n".join(out + churn))
 
 
