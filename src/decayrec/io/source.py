@@ -147,6 +147,7 @@ class LineGuard(io.RawIOBase):
         self.chunk_bytes = chunk_bytes
         self.bad: dict[int, tuple[str, str]] = {}
         self._out = b""
+        self._pos = 0  # how much of _out has been handed out (an offset: slicing would copy the rest each read)
         self._tail = b""
         self._line = 1  # the physical number of the next line to start
         self._eof = False
@@ -155,7 +156,7 @@ class LineGuard(io.RawIOBase):
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        while not self._out and not self._eof:
+        while self._pos >= len(self._out) and not self._eof:
             chunk = self.stream.read(self.chunk_bytes)
             if not chunk:
                 self._eof = True
@@ -166,19 +167,28 @@ class LineGuard(io.RawIOBase):
                 cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
                 block, self._tail = data[:cut], data[cut:]
             if block:
-                self._out = self._clean(block)
+                self._out, self._pos = self._clean(block), 0
         # A bytearray or a memoryview of bytes: a view of it has the same length and slices. Released
         # on leaving the block, so the caller may resize its bytearray (io.RawIOBase.read does).
-        with memoryview(buffer) as view:
-            n = min(len(view), len(self._out))
-            view[:n] = self._out[:n]
-        self._out = self._out[n:]
+        with memoryview(buffer) as view, memoryview(self._out) as out:
+            n = min(len(view), len(out) - self._pos)
+            view[:n] = out[self._pos : self._pos + n]
+        self._pos += n
         return n
 
     def _clean(self, block: bytes) -> bytes:
         """``block`` (whole lines) with its bad lines emptied; line ends as the CSV parser reads them:
         ``\n``, ``\r\n`` or a lone ``\r``."""
         first = self._line
+        quoted = b'"' in block
+        try:
+            block.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+        if not quoted and utf8 and block.count(b"\r") == block.count(b"\r\n"):  # the common case: nothing to blank
+            self._line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            return block
         arr = np.frombuffer(block, dtype=np.uint8)
         lf = arr == 10
         end = lf | (arr == 13)
@@ -187,16 +197,11 @@ class LineGuard(io.RawIOBase):
         if not stops.size or stops[-1] != len(block):
             stops = np.append(stops, len(block))  # the last line of a file without a final line break
         self._line += int(stops.size)
-        odd = np.zeros(0, dtype=np.int64)
-        if b'"' in block:
-            line_of = np.searchsorted(stops, np.flatnonzero(arr == 34), side="right")
-            odd = np.flatnonzero(np.bincount(line_of, minlength=stops.size) % 2)
         starts = np.concatenate(([0], stops[:-1]))
-        try:
-            block.decode("utf-8")
-            broken: set[int] = set()
-        except UnicodeDecodeError:
-            broken = {j for j in range(stops.size) if not _is_utf8(block[starts[j] : stops[j]])}
+        odd = np.zeros(0, dtype=np.int64)
+        if quoted:  # the parity of each line's quotes, one pass (every line holds at least its terminator)
+            odd = np.flatnonzero(np.bitwise_xor.reduceat((arr == 34).view(np.uint8), starts))
+        broken = set() if utf8 else {j for j in range(stops.size) if not _is_utf8(block[starts[j] : stops[j]])}
         if not odd.size and not broken:
             return block
         out, done = [], 0
@@ -275,7 +280,8 @@ def csv_batches(
     rejected: list[tuple[int, str, str]] = []
 
     raw = pa.OSFile(str(path), "rb")
-    guard = LineGuard(pa.CompressedInputStream(raw, "gzip") if path.suffix == ".gz" else raw)
+    # Whole blocks of block_bytes for the parser: smaller reads would make smaller batches.
+    guard = LineGuard(pa.CompressedInputStream(raw, "gzip") if path.suffix == ".gz" else raw, chunk_bytes=block_bytes)
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         number = row.number if row.number is not None else -1

@@ -34,6 +34,13 @@ EVENT_SCHEMA = pa.schema(
 )
 
 _POS = "_pos"
+# An ISO time whose offset (+HH:MM or +HHMM after a clock time) is beyond +-14:00 or has minutes
+# over 59. Cheap tests first: most stamps end in Z or are too short to carry an offset.
+_IMPOSSIBLE_OFFSET = """(NOT ends_with(ts_s, 'Z') AND length(ts_s) >= 21 AND (
+        (substr(ts_s, -6, 1) IN ('+', '-') AND substr(ts_s, -3, 1) = ':' AND substr(ts_s, -9, 1) = ':'
+         AND (try_cast(substr(ts_s, -5, 2) AS INTEGER) > 14 OR try_cast(substr(ts_s, -2, 2) AS INTEGER) > 59))
+        OR (substr(ts_s, -5, 1) IN ('+', '-') AND substr(ts_s, -8, 1) = ':'
+         AND (try_cast(substr(ts_s, -4, 2) AS INTEGER) > 14 OR try_cast(substr(ts_s, -2, 2) AS INTEGER) > 59))))"""
 QUARANTINE_COLUMNS = ("file", "line", "reason", *schema.COLUMNS, "raw")
 
 
@@ -78,11 +85,6 @@ def _sql(epoch_unit: str) -> str:
         SELECT *,
             {_event_case("e")} AS ev,
             try_cast(ts_s AS DOUBLE) AS ts_num,
-            CASE WHEN substr(ts_s, -6, 1) IN ('+', '-') AND substr(ts_s, -3, 1) = ':' AND substr(ts_s, -9, 1) = ':'
-                 THEN [try_cast(substr(ts_s, -5, 2) AS INTEGER), try_cast(substr(ts_s, -2, 2) AS INTEGER)]
-                 WHEN substr(ts_s, -5, 1) IN ('+', '-') AND substr(ts_s, -8, 1) = ':'
-                 THEN [try_cast(substr(ts_s, -4, 2) AS INTEGER), try_cast(substr(ts_s, -2, 2) AS INTEGER)]
-            END AS off,
             try_cast(p_s AS DOUBLE) AS p,
             try_cast(q_s AS DOUBLE) AS q
         FROM t
@@ -103,7 +105,7 @@ def _sql(epoch_unit: str) -> str:
                 WHEN ev IS NULL THEN 'unknown event type: ' || {_shown("e")}
                     || ' (expected view, click, cart, fav, purchase or an alias such as pv, addtocart, transaction)'
                 WHEN ts_s IS NULL THEN 'missing timestamp'
-                WHEN off[1] > 14 OR off[2] > 59 THEN 'impossible UTC offset: ' || {_shown("ts_s")}
+                WHEN ts_num IS NULL AND {_IMPOSSIBLE_OFFSET} THEN 'impossible UTC offset: ' || {_shown("ts_s")}
                     || ' (offsets run from -12:00 to +14:00)'
                 WHEN ts IS NULL THEN 'unparseable timestamp: ' || {_shown("ts_s")}
                     || ' (expected ISO-8601 or a Unix epoch number in {unit})'
