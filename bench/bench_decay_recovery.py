@@ -19,12 +19,12 @@ import numpy as np
 
 from decayrec.decay.config import FitConfig
 from decayrec.decay.fit import fit_decay
-from decayrec.simulate import SimConfig, simulate
+from decayrec.simulate import SimConfig, simulate, simulate_preset
 from decayrec.timeparse import parse_time
 
 
-def one(seed: int, users: int, objective: str = "likelihood", window_end: str = "user_last_event") -> dict:
-    sim = simulate(SimConfig(n_users=users, seed=seed))
+def one(seed: int, users: int, objective: str = "likelihood", window_end: str = "user_last_event", preset: str = "") -> dict:
+    sim = simulate_preset(preset, seed=seed) if preset else simulate(SimConfig(n_users=users, seed=seed))
     truth = sim.truth["half_life_days"]["by_category"]
     consumable = set(sim.truth["consumable_cycles_days"])
     started = time.perf_counter()
@@ -51,12 +51,15 @@ def one(seed: int, users: int, objective: str = "likelihood", window_end: str = 
     plain = [r for r in rows if not r["consumable"]]
     cons = [r for r in rows if r["consumable"]]
     return {
+        "preset": preset or "default-2000",
         "seed": seed,
+        "median_rel_error_all": float(np.median([r["rel_error"] for r in rows])),
+        "worst_rel_error_plain": float(np.max([r["rel_error"] for r in plain])) if plain else None,
         "events": sim.events.num_rows,
         "fit_seconds": round(seconds, 1),
-        "median_rel_error_plain": float(np.median([r["rel_error"] for r in plain])),
+        "median_rel_error_plain": float(np.median([r["rel_error"] for r in plain])) if plain else None,
         "median_rel_error_consumable": float(np.median([r["rel_error"] for r in cons])) if cons else None,
-        "coverage_plain": float(np.mean([r["inside"] for r in plain])),
+        "coverage_plain": float(np.mean([r["inside"] for r in plain])) if plain else None,
         "categories_plain": len(plain),
         "categories_consumable": len(cons),
         "weights": model.weights,

@@ -361,7 +361,7 @@ def churn(
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.001, help="p_active is over (at, at + horizon].")] = 30.0,
     model: Annotated[
-        str, typer.Option("--model", help="decayrec (learned, calibrated) or bgnbd (BG/NBD baseline).")
+        str, typer.Option("--model", help="decayrec (learned, any horizon), bgnbd (BG/NBD) or paretonbd (Pareto/NBD).")
     ] = "decayrec",
     plan_path: Annotated[
         Optional[Path], typer.Option("--plan", help="Also write a re-engagement PLAN.csv for the users at risk.")
@@ -372,7 +372,12 @@ def churn(
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
-    """Lapse risk for every user with history: P(any event in the horizon) and a risk rank (1 = most likely to lapse)."""
+    """Lapse risk for every user with history: P(any event in the horizon), a risk rank (1 = most likely to lapse) and expected active days.
+
+    Any horizon is answered, even one longer than the history: the learned model trains on
+    label windows that fit inside the history and a BG/NBD or Pareto/NBD model carries its
+    answer to the asked horizon.
+    """
     from decayrec.lapse import PlanConfig, make_lapse_model, make_plan
     from decayrec.views import plan_table, risk_view
 

@@ -243,3 +243,35 @@ def activity_labels(log: UserLog, users: np.ndarray, at: float, horizon: float) 
     active = np.zeros(len(log.users), dtype=bool)
     active[log.user[inside]] = True
     return active[users].astype(np.int8)
+
+
+SCALE_FEATURES: Final = (
+    *(f"activity_{k:g}L" for k in (0.0625, 0.25, 1.0, 4.0)),
+    "recency_over_label",
+    "active_periods_8L",
+    "active_last_L",
+    "active_previous_L",
+)
+
+
+def scale_features(log: UserLog, users: np.ndarray, at: float, label: float) -> np.ndarray:
+    """Features measured in label windows ``L``, so that a 1-day and a 90-day question see the same shapes.
+
+    Decayed activity at half-lives ``L/16 .. 4L``, recency in ``L``, how many of the last 8
+    windows of length ``L`` had any event, and whether the last and the one before did.
+    """
+    keep = log.time <= at
+    user, age = log.user[keep], at - log.time[keep]
+    n = len(log.users)
+    cols: list[np.ndarray] = [np.bincount(user, np.exp(-LN2 * age / (k * label)), minlength=n) for k in (0.0625, 0.25, 1.0, 4.0)]
+    recency = -_per_user_max(user, -age, n, -_FAR)
+    cols.append(recency / label)
+    period = np.floor(age / label).astype(np.int64)
+    recent = period < 8
+    pairs = _distinct(user[recent] * 8 + period[recent])
+    cols.append(np.bincount(pairs // 8, minlength=n).astype(np.float64))
+    for j in (0, 1):
+        mark = np.zeros(n)
+        mark[pairs[pairs % 8 == j] // 8] = 1.0
+        cols.append(mark)
+    return np.column_stack(cols)[users]
