@@ -237,7 +237,10 @@ class LapseModel:
         windows = [self._window(a, self.label_days_) for a in anchors]
         y_all = np.concatenate([w[3] for w in windows])
         self.base_rate_ = float(np.clip(y_all.mean(), 1e-4, 1 - 1e-4))
-        windows = [self._window(a, self.label_days_) for a in anchors]  # again: offsets where BG/NBD failed use the rate
+        # Windows where the generative model could not be fitted take the base rate, known only now.
+        failed = [j for j, a in enumerate(anchors) if self._generative(now + timedelta(days=a), self.label_days_) is None]
+        for j in failed:
+            windows[j] = self._window(anchors[j], self.label_days_)
         _, cal_x, cal_off, cal_y = windows[0]
         self.anchors_, self.cal_y_ = anchors, cal_y
         x = np.vstack([w[1] for w in windows[1:]])
@@ -391,8 +394,7 @@ class LapseModel:
         self.calibration_ = isotonic_fit(raw, y.astype(np.float64))
 
     def _margin(self, offset: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        w = self.stack_
-        return np.asarray(w[0] + w[1] * offset + inputs @ w[2:], dtype=np.float64)
+        return np.asarray(self.stack_[0] + self.stack_[1] * offset + inputs @ self.stack_[2:], dtype=np.float64)
 
     def _probability(self, margin: np.ndarray) -> np.ndarray:
         """P(active) from the stacked log-odds, through the isotonic map where one was fitted."""
