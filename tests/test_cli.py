@@ -41,8 +41,8 @@ def test_ingest_then_export(write_csv, tmp_path):
     assert result.returncode == 0, result.stderr
     with open(out, newline="") as fh:
         assert list(csv.reader(fh)) == [
-            ["user_id", "item_id", "event", "timestamp", "category_id", "price", "quantity", "session_id"],
-            ["u1", "i1", "view", "2017-11-25T08:00:00Z", "", "", "", ""],
+            ["user_id", "item_id", "event", "timestamp", "category_id", "price", "quantity", "session_id", "event_id", "rec_id"],
+            ["u1", "i1", "view", "2017-11-25T08:00:00Z", "", "", "", "", "", ""],
         ]
 
 

@@ -71,6 +71,8 @@ def ev(user, item, event, ts, category=None, price=None, quantity=None, session=
         "price": price,
         "quantity": quantity,
         "session_id": session,
+        "event_id": None,
+        "rec_id": None,
     }
 
 

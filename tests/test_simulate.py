@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
-from decayrec.schema import COLUMNS, EVENT_TYPES
+from decayrec.schema import EVENT_TYPES
 from decayrec.simulate import SimConfig, Simulation, season_by_day, simulate
+from decayrec.simulate.shop import COLUMNS
 
 US_PER_DAY = 86_400_000_000
 SMALL = SimConfig(n_users=150, n_categories=6, n_items=120, days=120.0, seed=3)
@@ -77,6 +78,7 @@ def test_default_config_volume() -> None:
 def test_canonical_columns_types_and_order(sim: Simulation) -> None:
     events = sim.events
     assert events.column_names == list(COLUMNS)
+    assert "event_id" not in COLUMNS and "rec_id" not in COLUMNS
     assert events.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     for name in ("user_id", "item_id", "event", "category_id", "session_id"):
         assert events.schema.field(name).type == pa.string()

@@ -1,9 +1,11 @@
 """The embedded event store: a DuckDB file inside a directory.
 
-One table of typed events, appended with exact-duplicate removal (ingesting the same
-file twice adds nothing), read back as of a time (events with ``timestamp <= at``
-only), exported to CSV or Parquet in the canonical format. A schema version in the
-``meta`` table guards against opening a store written by an incompatible release.
+One table of typed events, appended with duplicate removal (ingesting the same file
+twice adds nothing; two events with the same ``event_id`` are one event, whatever else
+differs), read back as of a time (events with ``timestamp <= at`` only), exported to CSV
+or Parquet in the canonical format. A schema version in the ``meta`` table guards against
+opening a store written by an incompatible release; a version 1 store (before
+``event_id`` and ``rec_id``) is upgraded in place when opened for writing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pyarrow as pa
 from decayrec import schema
 from decayrec.errors import InputError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_FILE = "events.duckdb"
 
 _COLS = schema.COLUMNS
@@ -28,7 +30,7 @@ _SAME = " AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in ("ts", *_COLS[
 _EVENT_ENUM = ", ".join(f"'{e}'" for e in schema.EVENT_TYPES)
 _EXPORT_SELECT = """
     SELECT user_id, item_id, CAST(event AS VARCHAR) AS event,
-           {ts} AS "timestamp", category_id, price, quantity, session_id
+           {ts} AS "timestamp", category_id, price, quantity, session_id, event_id, rec_id
     FROM events {where}
     ORDER BY events.ts, user_id, item_id
 """
@@ -42,9 +44,10 @@ class EventStore:
     writer process at a time (DuckDB's rule); readers may open it ``read_only``.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, directory: Path | None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, directory: Path | None, read_only: bool = False):
         self.con = con
         self.directory = directory
+        self.read_only = read_only
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -87,7 +90,7 @@ class EventStore:
                 "another decayrec process (a server or an ingest) may hold it: stop it and retry"
             ) from None
         con.execute("SET TimeZone = 'UTC'")
-        store = cls(con, directory)
+        store = cls(con, directory, read_only)
         if read_only:
             store._check_version()
         else:
@@ -120,7 +123,9 @@ class EventStore:
                     category_id VARCHAR,
                     price DOUBLE,
                     quantity DOUBLE,
-                    session_id VARCHAR
+                    session_id VARCHAR,
+                    event_id VARCHAR,
+                    rec_id VARCHAR
                 )
                 """
             )
@@ -133,8 +138,23 @@ class EventStore:
                 """
             )
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        elif row[0] == "1":
+            self._upgrade_from_1()
         else:
             self._check_version()
+
+    def _upgrade_from_1(self) -> None:
+        """Version 1 had no ``event_id`` / ``rec_id``: add them (empty for the stored rows)."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("ALTER TABLE events ADD COLUMN event_id VARCHAR")
+            con.execute("ALTER TABLE events ADD COLUMN rec_id VARCHAR")
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def _check_version(self) -> None:
         try:
@@ -144,6 +164,12 @@ class EventStore:
             row = None
         if row is None:
             raise StoreError(f"{self.directory} has no schema version; it was not written by decayrec")
+        if int(row[0]) == 1 and self.read_only:
+            raise StoreError(
+                f"{self.directory} has store schema version 1, which this decayrec upgrades when it opens "
+                "the store for writing; run any write once (e.g. decayrec ingest with an empty file) or "
+                "stop the process that holds it"
+            )
         if int(row[0]) != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.directory} has store schema version {row[0]}, this decayrec reads version "
@@ -155,14 +181,22 @@ class EventStore:
         return int(self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0])
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, events: pa.Table) -> tuple[int, int]:
-        """Add validated events, dropping exact duplicates (within the batch and of stored rows).
+    def append(self, events: pa.Table, *, ids_checked: bool = False) -> tuple[int, int]:
+        """Add validated events in one transaction, dropping duplicates.
+
+        An event with an ``event_id`` is a duplicate when an earlier event of the batch or a
+        stored event has the same ``event_id``; one without is a duplicate when every column
+        equals those of another event of the batch or of a stored one.
 
         Parameters
         ----------
         events
             A table with the typed canonical columns (as made by :mod:`decayrec.io.validate`);
-            extra columns are ignored.
+            extra columns are ignored, missing optional ones are empty.
+        ids_checked
+            The caller guarantees that no ``event_id`` of the batch is stored already (the
+            service, the store's one writer, keeps the set of stored ids): the look-up
+            against every stored id is skipped.
 
         Returns
         -------
@@ -171,23 +205,30 @@ class EventStore:
         """
         if events.num_rows == 0:
             return 0, 0
-        batch = events.select(list(_COLS))
+        batch = _with_columns(events).append_column("_pos", pa.array(range(events.num_rows), pa.int64()))
         con = self.con
         con.register("incoming", batch)
+        stored_id = "" if ids_checked else "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)"
         try:
             con.execute("BEGIN TRANSACTION")
             lo, hi = con.execute('SELECT min("timestamp"), max("timestamp") FROM incoming').fetchall()[0]
             inserted = con.execute(
                 f"""
                 INSERT INTO events
-                SELECT * FROM (
-                    SELECT DISTINCT user_id, item_id, CAST(event AS event_type) AS event, "timestamp" AS ts,
-                           category_id, price, quantity, session_id
+                WITH typed AS (
+                    SELECT user_id, item_id, CAST(event AS event_type) AS event, "timestamp" AS ts,
+                           category_id, price, quantity, session_id, event_id, rec_id, _pos
                     FROM incoming
-                ) AS b
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM (SELECT * FROM events WHERE ts BETWEEN $lo AND $hi) AS e WHERE {_SAME}
+                ), b AS (
+                    SELECT DISTINCT * EXCLUDE (_pos) FROM typed WHERE event_id IS NULL
+                    UNION ALL
+                    SELECT * EXCLUDE (_pos) FROM typed WHERE event_id IS NOT NULL
+                    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _pos) = 1
                 )
+                SELECT * FROM b
+                WHERE (b.event_id IS NULL AND NOT EXISTS (
+                          SELECT 1 FROM (SELECT * FROM events WHERE ts BETWEEN $lo AND $hi) AS e WHERE {_SAME}))
+                   OR (b.event_id IS NOT NULL {stored_id})
                 """,
                 {"lo": lo, "hi": hi},
             ).fetchall()[0][0]
@@ -198,6 +239,11 @@ class EventStore:
         finally:
             con.unregister("incoming")
         return int(inserted), events.num_rows - int(inserted)
+
+    def event_ids(self) -> set[str]:
+        """Every stored ``event_id`` (the service's idempotency set)."""
+        rows = self.con.execute("SELECT event_id FROM events WHERE event_id IS NOT NULL").fetchall()
+        return {r[0] for r in rows}
 
     def record_ingest(self, report: dict[str, Any]) -> int:
         """Keep an ingest's report (files, counts, epoch units) in the store's log."""
@@ -215,6 +261,13 @@ class EventStore:
     def delete_user(self, user_id: str) -> int:
         """Erase every stored event of one user; returns how many were removed."""
         return int(self.con.execute("DELETE FROM events WHERE user_id = ?", [user_id]).fetchall()[0][0])
+
+    def user_events(self, user_id: str, at: datetime | None = None) -> pa.Table:
+        """One user's events at or before ``at``, time-ordered, in :meth:`scan`'s columns."""
+        where, params = self._where(at)
+        where = (where + " AND" if where else "WHERE") + " user_id = ?"
+        sql = _EXPORT_SELECT.format(ts="ts", where=where)
+        return self.con.sql(sql, params=[*params, user_id]).to_arrow_table()
 
     # -- reading ---------------------------------------------------------------------
     def _where(self, at: datetime | None) -> tuple[str, list[Any]]:
@@ -278,6 +331,18 @@ class EventStore:
             "first": first,
             "last": last,
         }
+
+
+def _with_columns(events: pa.Table) -> pa.Table:
+    """The canonical columns in order; optional ones the table lacks come in empty."""
+    cols = []
+    for name in _COLS:
+        if name in events.column_names:
+            cols.append(events[name])
+        else:
+            kind = pa.float64() if name in schema.NUMERIC_COLUMNS else pa.string()
+            cols.append(pa.nulls(events.num_rows, kind))
+    return pa.table(cols, names=list(_COLS))
 
 
 def _naive_utc(at: datetime) -> datetime:

@@ -30,6 +30,8 @@ EVENT_SCHEMA = pa.schema(
         (schema.PRICE, pa.float64()),
         (schema.QUANTITY, pa.float64()),
         (schema.SESSION, pa.string()),
+        (schema.EVENT_ID, pa.string()),
+        (schema.REC_ID, pa.string()),
     ]
 )
 
@@ -79,7 +81,9 @@ def _sql(epoch_unit: str) -> str:
             nullif(category_id, '') AS c,
             nullif(price, '') AS p_s,
             nullif(quantity, '') AS q_s,
-            nullif(session_id, '') AS s
+            nullif(session_id, '') AS s,
+            nullif(event_id, '') AS eid,
+            nullif(rec_id, '') AS rid
         FROM raw_batch
     ), typed AS (
         SELECT *,
@@ -119,7 +123,8 @@ def _sql(epoch_unit: str) -> str:
         FROM parsed
     )
     SELECT u AS user_id, i AS item_id, ev AS event, ts AS "timestamp", c AS category_id,
-           p AS price, q AS quantity, s AS session_id, line AS {LINE}, reason, {_POS}
+           p AS price, q AS quantity, s AS session_id,
+           eid AS event_id, rid AS rec_id, line AS {LINE}, reason, {_POS}
     FROM judged
     """
 

@@ -186,19 +186,21 @@ class BetaGeoModel:
             )
         # Log-parameters start at 0 (all parameters 1); the bounds only stop a parameter
         # the data do not pin down (e.g. nobody lapses: a -> 0) from overflowing.
-        res = minimize(
-            self._objective,
-            np.zeros(4),
-            args=(data,),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
-            tol=self.tol,
-            options={"maxiter": self.max_iter},
-        )
+        res = self._minimize(np.zeros(4), data)
+        # A line search that fails along a flat ridge (r and alpha growing together: a
+        # gamma collapsing to a point) often goes on from where it stopped: restart there.
+        for _ in range(3):
+            if res.success:
+                break
+            again = self._minimize(res.x, data)
+            progress = res.fun - again.fun
+            res = again if again.fun <= res.fun else res
+            if not progress > 1e-12 * max(1.0, abs(res.fun)):
+                break
         theta = np.exp(res.x)
-        # A line search that stalls at the optimum (float precision) is a success too.
-        stalled = np.isfinite(res.fun) and np.max(np.abs(res.jac)) < 1e-6
+        # A line search that stalls at the optimum (float precision) is a success too, and so
+        # is one whose restarts no longer improve the likelihood (a flat ridge at the bound).
+        stalled = np.isfinite(res.fun) and (np.max(np.abs(res.jac)) < 1e-6 or self._flat(res.x, data))
         if not (res.success or stalled):
             raise InputError(
                 f"the BG/NBD fit did not converge ({res.message}; parameters {_rounded(theta)})",
@@ -210,6 +212,29 @@ class BetaGeoModel:
         self.standard_errors_ = dict(zip(_NAMES, map(float, self._standard_errors(res.x, data))))
         self.n_customers_ = int(data.x.size)
         return self
+
+    def _minimize(self, start: np.ndarray, data: _Summary):
+        return minimize(
+            self._objective,
+            start,
+            args=(data,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
+            tol=self.tol,
+            options={"maxiter": self.max_iter},
+        )
+
+    def _flat(self, log_theta: np.ndarray, data: _Summary) -> bool:
+        """Whether no step of 1% in any log-parameter improves the objective by more than 1e-9 (relative)."""
+        f0 = self._objective(log_theta, data)[0]
+        for j in range(log_theta.size):
+            for step in (-0.01, 0.01):
+                probe = log_theta.copy()
+                probe[j] = np.clip(probe[j] + step, -_LOG_BOUND, _LOG_BOUND)
+                if self._objective(probe, data)[0] < f0 - 1e-9 * max(1.0, abs(f0)):
+                    return False
+        return True
 
     def _standard_errors(self, log_theta, data: _Summary) -> np.ndarray:
         """Delta-method standard errors from a central-difference Hessian of the analytic gradient."""

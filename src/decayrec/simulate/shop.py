@@ -45,7 +45,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from decayrec.schema import COLUMNS, EVENT_TYPES
+from decayrec.schema import COLUMNS as _ALL_COLUMNS
+from decayrec.schema import EVENT_ID, EVENT_TYPES, REC_ID
+
+# A simulated shop has no client event ids and no recommendation lists to respond to.
+COLUMNS = tuple(c for c in _ALL_COLUMNS if c not in (EVENT_ID, REC_ID))
 
 __all__ = ["SimConfig", "Simulation", "season_by_day", "simulate"]
 
