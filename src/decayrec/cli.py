@@ -503,6 +503,39 @@ def demo(
     run_demo(workdir, users=users, seed=seed, console=out, progress=_progress)
 
 
+@app.command()
+def serve(
+    store: Annotated[Path, typer.Option("--store", help="The store directory (created if missing).", show_default=False)],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    pseudonymise_key_file: Annotated[
+        Optional[Path],
+        typer.Option("--pseudonymise-key-file", help="Store a keyed hash (HMAC-SHA256) of every user id instead of the id."),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option("--insecure-no-auth", help="Serve without API keys (DECAYREC_API_KEYS unset): for a trusted machine only."),
+    ] = False,
+    refit_minutes: Annotated[
+        float, typer.Option("--refit-minutes", min=0, help="Minutes between scheduled refits (0: on request only).")
+    ] = 60.0,
+    horizon_days: Annotated[float, typer.Option("--horizon-days", min=0.01, help="Horizon of the risk endpoint.")] = 30.0,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """The live HTTP service: events in, live decayed state, recommendations, profiles, risk and trends out.
+
+    Keys come from DECAYREC_API_KEYS ("KEY:read,KEY2:write,KEY3:admin"). The service is the
+    store's one writer; its API documentation is at /docs.
+    """
+    from decayrec.service.auth import Keys
+    from decayrec.service.config import ServiceConfig
+    from decayrec.service.server import serve as run_server
+
+    keys = Keys.parse(os.environ.get("DECAYREC_API_KEYS"), insecure=insecure_no_auth)
+    config = ServiceConfig(store=store, refit_seconds=refit_minutes * 60.0, horizon_days=horizon_days)
+    run_server(config, host=host, port=port, keys=keys, pseudonymise_key_file=pseudonymise_key_file, access_log=access_log)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: maps errors to exit codes (2: bad input, 1: internal)."""
     try:

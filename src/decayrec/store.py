@@ -11,6 +11,7 @@ opening a store written by an incompatible release; a version 1 store (before
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +28,16 @@ DB_FILE = "events.duckdb"
 _COLS = schema.COLUMNS
 # Exact duplicates: every column equal, NULL equal to NULL.
 _SAME = " AND ".join(f"e.{c} IS NOT DISTINCT FROM b.{c}" for c in ("ts", *_COLS[:3], *_COLS[4:]))
+# Every list the service serves, under its list_id: who saw which items when (CONTRACT section 4).
+_IMPRESSIONS = """
+    CREATE TABLE impressions (
+        list_id VARCHAR NOT NULL,
+        user_id VARCHAR NOT NULL,
+        ts TIMESTAMP NOT NULL,
+        items VARCHAR[] NOT NULL,
+        request JSON
+    )
+"""
 _EVENT_ENUM = ", ".join(f"'{e}'" for e in schema.EVENT_TYPES)
 _EXPORT_SELECT = """
     SELECT user_id, item_id, CAST(event AS VARCHAR) AS event,
@@ -85,6 +96,12 @@ class EventStore:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
+            server = _server_holding(directory)
+            if server:
+                raise StoreError(
+                    f"the store {directory} is held by decayrec serve ({server}); it is the store's one writer: "
+                    "read and write through its HTTP API, or stop it first"
+                ) from None
             raise StoreError(
                 f"cannot open the store {directory} ({str(exc).splitlines()[0]}); "
                 "another decayrec process (a server or an ingest) may hold it: stop it and retry"
@@ -138,6 +155,7 @@ class EventStore:
                 """
             )
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            con.execute(_IMPRESSIONS)
         elif row[0] == "1":
             self._upgrade_from_1()
         else:
@@ -150,6 +168,7 @@ class EventStore:
         try:
             con.execute("ALTER TABLE events ADD COLUMN event_id VARCHAR")
             con.execute("ALTER TABLE events ADD COLUMN rec_id VARCHAR")
+            con.execute(_IMPRESSIONS)
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
             con.execute("COMMIT")
         except BaseException:
@@ -182,6 +201,17 @@ class EventStore:
 
     # -- writing ---------------------------------------------------------------------
     def append(self, events: pa.Table, *, ids_checked: bool = False) -> tuple[int, int]:
+        """Add validated events in one transaction, dropping duplicates; see :meth:`append_new`."""
+        inserted, duplicates, _ = self._append(events, ids_checked=ids_checked, returning=False)
+        return inserted, duplicates
+
+    def append_new(self, events: pa.Table, *, ids_checked: bool = False) -> tuple[pa.Table, int]:
+        """:meth:`append`, returning the rows it stored (the scan's columns) and the duplicates' count."""
+        _, duplicates, rows = self._append(events, ids_checked=ids_checked, returning=True)
+        assert rows is not None
+        return rows, duplicates
+
+    def _append(self, events: pa.Table, *, ids_checked: bool, returning: bool) -> tuple[int, int, pa.Table | None]:
         """Add validated events in one transaction, dropping duplicates.
 
         An event with an ``event_id`` is a duplicate when an earlier event of the batch or a
@@ -204,15 +234,22 @@ class EventStore:
             ``inserted + duplicates == events.num_rows``.
         """
         if events.num_rows == 0:
-            return 0, 0
+            return 0, 0, self.scan().slice(0, 0) if returning else None
         batch = _with_columns(events).append_column("_pos", pa.array(range(events.num_rows), pa.int64()))
         con = self.con
         con.register("incoming", batch)
         stored_id = "" if ids_checked else "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)"
+        tail = (
+            'RETURNING user_id, item_id, CAST(event AS VARCHAR) AS event, ts AS "timestamp", category_id, price, quantity, '
+            "session_id, event_id, rec_id"
+            if returning
+            else ""
+        )
+        rows = None
         try:
             con.execute("BEGIN TRANSACTION")
             lo, hi = con.execute('SELECT min("timestamp"), max("timestamp") FROM incoming').fetchall()[0]
-            inserted = con.execute(
+            result = con.execute(
                 f"""
                 INSERT INTO events
                 WITH typed AS (
@@ -229,16 +266,24 @@ class EventStore:
                 WHERE (b.event_id IS NULL AND NOT EXISTS (
                           SELECT 1 FROM (SELECT * FROM events WHERE ts BETWEEN $lo AND $hi) AS e WHERE {_SAME}))
                    OR (b.event_id IS NOT NULL {stored_id})
+                {tail}
                 """,
                 {"lo": lo, "hi": hi},
-            ).fetchall()[0][0]
+            )
+            if returning:
+                with warnings.catch_warnings():  # DuckDB notes the copy a DB-API result costs: a batch's rows are few
+                    warnings.simplefilter("ignore", UserWarning)
+                    stored: pa.Table = result.to_arrow_table()
+                rows, inserted = stored, stored.num_rows
+            else:
+                inserted = result.fetchall()[0][0]
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             con.unregister("incoming")
-        return int(inserted), events.num_rows - int(inserted)
+        return int(inserted), events.num_rows - int(inserted), rows
 
     def event_ids(self) -> set[str]:
         """Every stored ``event_id`` (the service's idempotency set)."""
@@ -259,8 +304,42 @@ class EventStore:
         return int(self.con.execute("SELECT coalesce(max(id), 0) + 1 FROM ingests").fetchall()[0][0])
 
     def delete_user(self, user_id: str) -> int:
-        """Erase every stored event of one user; returns how many were removed."""
-        return int(self.con.execute("DELETE FROM events WHERE user_id = ?", [user_id]).fetchall()[0][0])
+        """Erase every stored event and impression of one user in one transaction; returns the events removed."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            n = int(con.execute("DELETE FROM events WHERE user_id = ?", [user_id]).fetchall()[0][0])
+            con.execute("DELETE FROM impressions WHERE user_id = ?", [user_id])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return n
+
+    def record_impressions(self, rows: list[tuple[str, str, datetime, list[str], str]]) -> None:
+        """Store served lists: ``(list_id, user_id, time, item_ids, request JSON)`` each, in one transaction."""
+        if not rows:
+            return
+        table = pa.table(
+            {
+                "list_id": [r[0] for r in rows],
+                "user_id": [r[1] for r in rows],
+                "ts": pa.array([_naive_utc(r[2]) for r in rows], pa.timestamp("us")),
+                "items": pa.array([r[3] for r in rows], pa.list_(pa.string())),
+                "request": [r[4] for r in rows],
+            }
+        )
+        self.con.register("new_impressions", table)
+        try:
+            self.con.execute("INSERT INTO impressions SELECT list_id, user_id, ts, items, request FROM new_impressions")
+        finally:
+            self.con.unregister("new_impressions")
+
+    def impressions(self, user_id: str | None = None) -> pa.Table:
+        """Stored impressions (of one user when given), oldest first."""
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        sql = f"SELECT list_id, user_id, ts, items, request FROM impressions {where} ORDER BY ts, list_id"
+        return self.con.sql(sql, params=params or None).to_arrow_table()
 
     def user_events(self, user_id: str, at: datetime | None = None) -> pa.Table:
         """One user's events at or before ``at``, time-ordered, in :meth:`scan`'s columns."""
@@ -331,6 +410,15 @@ class EventStore:
             "first": first,
             "last": last,
         }
+
+
+def _server_holding(directory: Path) -> str | None:
+    """``pid N at URL`` of the decayrec serve that wrote its lock file in ``directory``, if any."""
+    try:
+        info = json.loads((directory / "serve.json").read_text(encoding="utf-8"))
+        return f"pid {int(info['pid'])} at {info['url']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _with_columns(events: pa.Table) -> pa.Table:

@@ -255,6 +255,32 @@ class DecayState:
         self._value[seen] *= np.exp(np.multiply.outer(t - last[seen], self._rates_np))
         self._last[seen] = t
 
+    def advance_keys(self, keys: np.ndarray, t: float) -> None:
+        """Move the given keys (updated ones, none past ``t``) to time ``t``."""
+        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        keys = keys[keys < self._n]
+        last = self._last[keys]
+        self._check_not_after(last, t, keys)
+        seen = keys[np.isfinite(last)]
+        self._value[seen] *= np.exp(np.multiply.outer(t - self._last[seen], self._rates_np))
+        self._last[seen] = t
+
+    def subtract(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Take ``values`` ``(len(keys), n_scales)``, given at each key's ``last``, out of the keys (not below 0).
+
+        The inverse of adding events, for erasing one contributor's share of a sum.
+        """
+        keys = np.asarray(keys, dtype=np.int64)
+        np.subtract.at(self._value, keys, np.asarray(values, dtype=np.float64))
+        self._value[keys] = np.maximum(self._value[keys], 0.0)
+
+    def clear(self, keys: np.ndarray) -> None:
+        """Forget the given keys: value 0 and never updated."""
+        keys = np.asarray(keys, dtype=np.int64)
+        keys = keys[keys < self._n]
+        self._value[keys] = 0.0
+        self._last[keys] = -np.inf
+
     def merge(self, other: DecayState) -> DecayState:
         """A new state holding the events of both: each key at the later of its two times."""
         if not np.array_equal(self.half_lives, other.half_lives):

@@ -1,0 +1,53 @@
+"""``decayrec serve``: one process, the store's one writer, on uvicorn.
+
+A ``serve.json`` file in the store directory names the process and its address while it runs,
+so a CLI command that finds the store locked can say which server holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from decayrec.errors import require
+from decayrec.service.auth import Keys
+from decayrec.service.config import ServiceConfig
+from decayrec.service.logs import configure, log
+from decayrec.service.pseudonym import Pseudonymiser
+
+__all__ = ["LOCK_FILE", "holder", "serve"]
+
+LOCK_FILE = "serve.json"
+
+
+def holder(store: Path) -> dict | None:
+    """The running server that holds ``store``, from its lock file, or None."""
+    try:
+        info = json.loads((Path(store) / LOCK_FILE).read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def serve(
+    config: ServiceConfig, *, host: str, port: int, keys: Keys, pseudonymise_key_file: Path | None, access_log: bool = False
+) -> None:
+    require("fastapi", "service")
+    uvicorn = require("uvicorn", "service")
+    from decayrec.service.app import create_app
+    from decayrec.service.runtime import Service
+
+    configure()
+    if keys.open:
+        log("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port can read, write and erase", level=30)
+    pseudonymiser = Pseudonymiser.from_file(pseudonymise_key_file) if pseudonymise_key_file else None
+    service = Service(config, pseudonymiser)
+    lock = config.store / LOCK_FILE
+    lock.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}) + "\n", encoding="utf-8")
+    try:
+        log("serving", url=f"http://{host}:{port}", store=str(config.store), events=service.live.events)
+        uvicorn.run(create_app(service, keys), host=host, port=port, log_level="warning", access_log=access_log, lifespan="on")
+    finally:
+        lock.unlink(missing_ok=True)
