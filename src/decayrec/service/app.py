@@ -36,8 +36,11 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": wire.Problem, "description": "unknown user or item"}}
 
 
-def create_app(service: Service, keys: Keys, *, manage_lifecycle: bool = True) -> FastAPI:
-    """The FastAPI app over ``service``; with ``manage_lifecycle`` it starts and stops the service with the app."""
+def create_app(
+    service: Service, keys: Keys, *, manage_lifecycle: bool = True, on_stop: Callable[[], None] | None = None
+) -> FastAPI:
+    """The FastAPI app over ``service``; with ``manage_lifecycle`` it starts and stops the service with the app
+    (``on_stop`` runs after the service has stopped)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -46,6 +49,8 @@ def create_app(service: Service, keys: Keys, *, manage_lifecycle: bool = True) -
         yield
         if manage_lifecycle:
             await run_in_threadpool(service.stop)
+        if on_stop is not None:
+            on_stop()
 
     app = FastAPI(
         title="decayrec",

@@ -48,6 +48,7 @@ def serve(
     lock.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}) + "\n", encoding="utf-8")
     try:
         log("serving", url=f"http://{host}:{port}", store=str(config.store), events=service.live.events)
-        uvicorn.run(create_app(service, keys), host=host, port=port, log_level="warning", access_log=access_log, lifespan="on")
+        app = create_app(service, keys, on_stop=lambda: lock.unlink(missing_ok=True))
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log, lifespan="on")
     finally:
         lock.unlink(missing_ok=True)
