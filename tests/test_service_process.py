@@ -87,50 +87,55 @@ def batch_events(ids: list[str]) -> list[dict]:
     return out
 
 
+class Stream:
+    """Batches of 50 new events (or unanswered ones again) posted until told to stop; acknowledged ids kept."""
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+        self.unacked: list[list[str]] = []
+        self.counter = 0
+
+    def run(self, url: str, cycle: int, stop: threading.Event, first_ack: threading.Event) -> None:
+        with httpx.Client(base_url=url, headers=bearer(WRITE), timeout=10) as client:
+            resend = list(self.unacked)
+            self.unacked.clear()
+            while not stop.is_set():
+                if resend:
+                    ids = resend.pop()
+                else:
+                    ids = [f"c{cycle}-{self.counter + j}" for j in range(50)]
+                    self.counter += 50
+                try:
+                    answer = client.post("/events", json={"events": batch_events(ids)})
+                except httpx.HTTPError:
+                    self.unacked.append(ids)  # no answer: not acknowledged, may or may not be stored
+                    return
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                assert body["accepted"] + body["duplicates"] == len(ids) and not body["rejected"]
+                self.acked.extend(ids)
+                first_ack.set()
+
+
 def test_sigkill_at_random_moments_loses_no_acknowledged_event_and_stores_none_twice(tmp_path):
     store = tmp_path / "store"
     rng = random.Random(7)
-    acked: list[str] = []
-    unacked: list[list[str]] = []
-    counter = 0
+    stream = Stream()
     cycles = 20
     cut = 0  # kills that caught a batch in flight
     for cycle in range(cycles):
         server = Server(store)
         server.wait_up()
-        stop = threading.Event()
-        first_ack = threading.Event()
-
-        def stream() -> None:
-            nonlocal counter
-            with httpx.Client(base_url=server.url, headers=bearer(WRITE), timeout=10) as client:
-                resend = list(unacked)
-                unacked.clear()
-                while not stop.is_set():
-                    if resend:
-                        ids = resend.pop()
-                    else:
-                        ids = [f"c{cycle}-{counter + j}" for j in range(50)]
-                        counter += 50
-                    try:
-                        answer = client.post("/events", json={"events": batch_events(ids)})
-                    except httpx.HTTPError:
-                        unacked.append(ids)  # no answer: not acknowledged, may or may not be stored
-                        return
-                    assert answer.status_code == 200, answer.text
-                    body = answer.json()
-                    assert body["accepted"] + body["duplicates"] == len(ids) and not body["rejected"]
-                    acked.extend(ids)
-                    first_ack.set()
-
-        writer = threading.Thread(target=stream)
+        stop, first_ack = threading.Event(), threading.Event()
+        writer = threading.Thread(target=stream.run, args=(server.url, cycle, stop, first_ack))
         writer.start()
         assert first_ack.wait(30)
         time.sleep(rng.uniform(0.0, 0.6))
         server.kill()
         stop.set()
         writer.join(30)
-        cut += bool(unacked)
+        cut += bool(stream.unacked)
+    acked = stream.acked
 
     # Restart once more: the live state is rebuilt from the store and must agree with it.
     server = Server(store)
