@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-shared bench-ingest bench-decay bench-recommend bench-lapse bench-trends clean
+.PHONY: demo test test-fast lint bench bench-shared bench-ingest bench-decay bench-recommend bench-lapse bench-trends bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends
+bench: bench-ingest bench-decay bench-recommend bench-lapse bench-trends bench-serve
 
 # ../shared/bench on every log in ../shared/data, with decayrec's cards: bench/results/shared.md (about 65 minutes).
 bench-shared: $(STAMP)
@@ -53,6 +53,10 @@ bench-lapse: $(STAMP)
 
 bench-trends: $(STAMP)
 	$(BIN)/python bench/bench_trends.py --out bench/results/trends.json
+
+# decayrec serve on loopback under load: bench/results/serve.{json,md} (about 4 minutes).
+bench-serve: $(STAMP)
+	$(BIN)/python bench/bench_serve.py --out bench/results/serve.json
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

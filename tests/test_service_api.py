@@ -151,6 +151,38 @@ def test_batch_and_body_limits(make):
     assert client.get("/trends?level=galaxy", headers=bearer(READ)).status_code == 422
 
 
+def test_the_contract_limit_is_ten_thousand_events_a_batch(api):
+    client, service, clock = api
+    assert service.config.max_batch == 10_000
+    event = view("u", "i", clock())
+    over = client.post("/events", headers=bearer(WRITE), json={"events": [event] * 10_001})
+    assert over.status_code == 422 and "at most 10,000" in over.json()["detail"]
+    at_limit = client.post("/events", headers=bearer(WRITE), json={"events": [event] * 10_000})
+    assert at_limit.status_code == 200 and at_limit.json()["accepted"] + at_limit.json()["duplicates"] == 10_000
+
+
+def test_not_ready_until_the_first_fit_but_lists_are_served(prepared, tmp_path, monkeypatch):
+    import threading
+
+    import decayrec.service.runtime as runtime
+
+    gate = threading.Event()
+    real = runtime.fit_snapshot
+    monkeypatch.setattr(runtime, "fit_snapshot", lambda *a, **k: (gate.wait(30), real(*a, **k))[1])
+    source, last = prepared
+    shutil.copytree(source, tmp_path / "s")
+    service = Service(ServiceConfig(store=tmp_path / "s", refit_seconds=0), clock=Clock(last))
+    with TestClient(create_app(service, Keys.parse(KEYS))) as client:
+        assert client.get("/healthz").status_code == 200
+        starting = client.get("/readyz")
+        assert starting.status_code == 503 and starting.json()["status"] == "starting"
+        cold = client.get("/users/u00010/recommendations?k=3", headers=bearer(READ)).json()
+        assert [r["reason"] for r in cold["items"]] == ["popular this week"] * 3  # live popularity, before any model
+        gate.set()
+        wait_until(lambda: service.ready)
+        assert client.get("/readyz").json()["status"] == "ready"
+
+
 def test_a_resent_event_id_is_a_duplicate_and_changes_nothing(api):
     client, service, clock = api
     now = clock()
@@ -166,6 +198,45 @@ def test_a_resent_event_id_is_a_duplicate_and_changes_nothing(api):
     stored = service.store.scan()
     ids = [i for i in stored["event_id"].to_pylist() if i]
     assert sorted(ids) == ["e-1", "e-2", "e-3"]
+
+
+def test_concurrent_batches_are_all_stored_once(api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, service, clock = api
+    now = clock()
+    before = service.store.count()
+
+    def post(b: int) -> dict:
+        events = [view(f"c{b}", f"i{j:04d}", now, event_id=f"cc-{b}-{j}", timestamp=1_700_000_000 + j) for j in range(40)]
+        return client.post("/events", headers=bearer(WRITE), json={"events": events}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert all(a["accepted"] == 40 and not a["rejected"] for a in answers)
+    assert service.store.count() == before + 16 * 40 and len(service.writer.seen_ids) >= 16 * 40
+
+
+def test_batches_committed_together_each_get_their_own_counts(api):
+    from decayrec.service.ingestion import _Ticket
+
+    _, service, clock = api
+    writer, now = service.writer, clock()
+    first = [view("g1", "i0001", now, event_id="g-1"), view("g1", "i0002", now)]
+    second = [
+        view("g2", "i0003", now, event_id="g-1"),
+        view("g1", "i0002", now),
+        view("g2", "i0004", now, event_id="g-2"),
+        {"user_id": "g2"},
+    ]
+    tickets = [_Ticket(*writer._shaped(batch), False, now) for batch in (first, second)]
+    before = service.store.count()
+    with writer.lock:
+        writer._commit(tickets)
+    a, b = (t.result for t in tickets)
+    assert (a.accepted, a.duplicates, a.rejected) == (2, 0, [])
+    assert (b.accepted, b.duplicates, [r["index"] for r in b.rejected]) == (1, 2, [3])
+    assert service.store.count() == before + 3
 
 
 # -- live state --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from decayrec import schema
 from decayrec.errors import InputError, StoreError
@@ -248,7 +249,8 @@ class EventStore:
         rows = None
         try:
             con.execute("BEGIN TRANSACTION")
-            lo, hi = con.execute('SELECT min("timestamp"), max("timestamp") FROM incoming').fetchall()[0]
+            span = pc.min_max(batch["timestamp"])
+            lo, hi = span["min"].as_py(), span["max"].as_py()
             result = con.execute(
                 f"""
                 INSERT INTO events

@@ -11,6 +11,7 @@ of stored ids is loaded when the service starts (the service is the store's one 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,33 @@ _FIELDS = frozenset(schema.COLUMNS)
 _ID_FIELDS = (schema.USER, schema.ITEM, schema.CATEGORY, schema.SESSION, schema.EVENT_ID, schema.REC_ID)
 
 
+# Lines of the batches in one group commit are numbered apart: batch n's event i is n * stride + i.
+_TICKET_STRIDE = 1 << 20
+_ROW = (
+    schema.USER,
+    schema.ITEM,
+    schema.EVENT,
+    schema.TIMESTAMP,
+    schema.CATEGORY,
+    schema.PRICE,
+    schema.QUANTITY,
+    schema.SESSION,
+    schema.REC_ID,
+)
+
+
+@dataclass
+class _Ticket:
+    """One posted batch waiting for (or done with) its group commit."""
+
+    rows: list[tuple[int, dict[str, str | None]]]
+    rejected: list[dict[str, Any]]
+    numeric: bool  # some timestamp is an epoch number: the batch's unit must be detected
+    now: datetime
+    result: BatchResult | None = None
+    error: BaseException | None = None
+
+
 @dataclass
 class BatchResult:
     accepted: int = 0
@@ -51,36 +79,80 @@ class EventWriter:
         self.lock = threading.Lock()  # the store's connection and the id set are the writer's alone
         self._con = duckdb.connect()  # validation runs in its own in-memory engine
         self.seen_ids: set[str] = store.event_ids()
+        self._pending: list[_Ticket] = []
+        self._pending_lock = threading.Lock()
 
     def write(self, events: list[Any], now: datetime) -> BatchResult:
-        """Store and apply a batch of event objects; ``now`` is the server's clock at the request."""
-        result = BatchResult()
+        """Store and apply a batch of event objects; ``now`` is the server's clock at the request.
+
+        Batches that arrive while another is being committed wait for the writer and are then
+        committed together (group commit): one validation, one transaction and one sync for
+        all of them, each still answered with its own counts. The answer comes only after
+        the transaction holding the batch has committed.
+        """
         rows, shape_rejects = self._shaped(events)
-        result.rejected.extend(shape_rejects)
-        raw = _raw_table(rows)
-        median = numeric_timestamp_median(self._con, raw)
-        unit = schema.detect_epoch_unit(median) if median is not None else "s"
+        ticket = _Ticket(rows, shape_rejects, any(_looks_numeric(r.get(schema.TIMESTAMP)) for _, r in rows), now)
+        with self._pending_lock:
+            self._pending.append(ticket)
         with self.lock:
-            checked = validate_batch(self._con, raw, unit)
+            if ticket.result is None and ticket.error is None:
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                try:
+                    self._commit(group)
+                except Exception as exc:  # noqa: BLE001 - handed to every batch of the group, each request raises it
+                    for t in group:
+                        t.error = exc
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        """Validate, store in one transaction and apply the batches of ``group`` (under the writer lock)."""
+        results = [BatchResult(rejected=list(t.rejected)) for t in group]
+        tables = []
+        for n, t in enumerate(group):
+            raw = _raw_table(t.rows, offset=n * _TICKET_STRIDE)
+            median = numeric_timestamp_median(self._con, raw) if t.numeric else None
+            unit = schema.detect_epoch_unit(median) if median is not None else "s"
+            checked = validate_batch(self._con, raw, unit) if raw.num_rows else None
+            if checked is None:
+                continue
             bad = checked.quarantined
-            result.rejected.extend(
-                {"index": int(i), "reason": r} for i, r in zip(bad["line"].to_pylist(), bad["reason"].to_pylist())
-            )
-            good = checked.events
-            good, late = _split_future(good, now + timedelta(seconds=self.config.max_future_seconds), now)
-            result.rejected.extend(late)
-            if self.pseudonymiser is not None and good.num_rows:
+            for line, reason in zip(bad["line"].to_pylist(), bad["reason"].to_pylist()):
+                results[line // _TICKET_STRIDE].rejected.append({"index": line % _TICKET_STRIDE, "reason": reason})
+            good, late = _split_future(checked.events, t.now + timedelta(seconds=self.config.max_future_seconds), t.now)
+            for r in late:
+                results[r["index"] // _TICKET_STRIDE].rejected.append(
+                    {"index": r["index"] % _TICKET_STRIDE, "reason": r["reason"]}
+                )
+            tables.append(good)
+        good = pa.concat_tables(tables) if tables else None
+        if good is not None and good.num_rows:
+            if self.pseudonymiser is not None:
                 i = good.schema.get_field_index(schema.USER)
                 good = good.set_column(i, schema.USER, self.pseudonymiser.array(good[schema.USER]))
-            good, resent = self._drop_known_ids(good)
-            stored, duplicates = self.store.append_new(good.drop_columns([LINE]), ids_checked=True)
-            ids = stored[schema.EVENT_ID].drop_null().to_pylist()
-            self.seen_ids.update(ids)
+            ids = good[schema.EVENT_ID]
+            known = pc.fill_null(
+                pc.is_in(ids, value_set=pa.array(sorted(self.seen_ids.intersection(ids.drop_null().to_pylist())), pa.string())),
+                False,
+            )
+            for line in good.filter(known)[LINE].to_pylist():  # re-sent: stored already
+                results[line // _TICKET_STRIDE].duplicates += 1
+            fresh = good.filter(pc.invert(known))
+            stored, _ = self.store.append_new(fresh.drop_columns([LINE]), ids_checked=True)
+            for line, kept in zip(fresh[LINE].to_pylist(), _attribute(fresh, stored)):
+                result = results[line // _TICKET_STRIDE]
+                if kept:
+                    result.accepted += 1
+                else:
+                    result.duplicates += 1
+            self.seen_ids.update(stored[schema.EVENT_ID].drop_null().to_pylist())
             self.live.apply(stored)
-        result.accepted = stored.num_rows
-        result.duplicates = resent + duplicates
-        result.rejected.sort(key=lambda r: r["index"])
-        return result
+        for t, result in zip(group, results):
+            result.rejected.sort(key=lambda r: r["index"])
+            t.result = result
 
     def _shaped(self, events: list[Any]) -> tuple[list[tuple[int, dict[str, str | None]]], list[dict[str, Any]]]:
         """Event objects whose fields are known names holding strings or numbers within the size limits, as strings."""
@@ -117,16 +189,6 @@ class EventWriter:
                 rejected.append({"index": index, "reason": reason})
         return ok, rejected
 
-    def _drop_known_ids(self, events: pa.Table) -> tuple[pa.Table, int]:
-        """Events whose event_id is already stored are duplicates (the store checks the rest of the batch)."""
-        ids = events[schema.EVENT_ID]
-        if ids.null_count == len(ids) or not self.seen_ids:
-            return events, 0
-        known = pc.is_in(ids, value_set=pa.array(list(self.seen_ids.intersection(ids.drop_null().to_pylist())), pa.string()))
-        known = pc.fill_null(known, False)
-        n = pc.sum(known).as_py() or 0
-        return (events.filter(pc.invert(known)), int(n)) if n else (events, 0)
-
     def erase(self, user_id: str) -> int:
         """Delete a user's events and impressions, their ids and live rows; returns the events removed."""
         with self.lock:
@@ -141,9 +203,45 @@ class EventWriter:
             self.store.record_impressions(rows)
 
 
-def _raw_table(rows: list[tuple[int, dict[str, str | None]]]) -> pa.Table:
+def _looks_numeric(text: str | None) -> bool:
+    """Whether a timestamp reads as a number (an epoch time), as the validation would read it."""
+    if not text:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _attribute(sent: pa.Table, stored: pa.Table) -> list[bool]:
+    """Which sent rows, in order, are among the stored ones (the others were duplicates).
+
+    A row with an ``event_id`` (none of them stored before) is stored when it is the first with
+    that id; one without, when an equal stored row is still unclaimed (the store keeps
+    the first of equal rows).
+    """
+    stored_ids = set(stored[schema.EVENT_ID].drop_null().to_pylist())
+    anonymous = stored.filter(pc.is_null(stored[schema.EVENT_ID]))
+    unclaimed = Counter(zip(*(anonymous[c].to_pylist() for c in _ROW))) if anonymous.num_rows else Counter()
+    out = []
+    ids = sent[schema.EVENT_ID].to_pylist()
+    tuples: list[tuple[Any, ...]] = list(zip(*(sent[c].to_pylist() for c in _ROW))) if unclaimed else [()] * len(ids)
+    for event_id, row in zip(ids, tuples):
+        if event_id is not None:
+            kept = event_id in stored_ids
+            stored_ids.discard(event_id)
+        else:
+            kept = unclaimed[row] > 0
+            if kept:
+                unclaimed[row] -= 1
+        out.append(kept)
+    return out
+
+
+def _raw_table(rows: list[tuple[int, dict[str, str | None]]], offset: int = 0) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [r.get(name) for _, r in rows] for name in schema.COLUMNS}
-    columns[LINE] = [i for i, _ in rows]
+    columns[LINE] = [offset + i for i, _ in rows]
     table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items() if name != LINE})
     table = table.append_column(LINE, pa.array(columns[LINE], pa.int64()))
     table = table.append_column(REASON, pa.nulls(len(rows), pa.string()))
