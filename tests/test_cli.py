@@ -161,7 +161,7 @@ def test_recommend_configures_itself_and_writes_its_card(small_shop, tmp_path):
         "--horizon-days",
         "5",
         "--budget-seconds",
-        "10",
+        "3",
         "--card",
         str(card),
         "--out",
@@ -172,7 +172,8 @@ def test_recommend_configures_itself_and_writes_its_card(small_shop, tmp_path):
     doc = json.loads(card.read_text())
     assert doc["horizon_days"] == 5.0 and doc["served"] in ("ranker", "repeat", "covisit", "itemknn", "als", "decayed_popularity")
     assert doc["tried"] and all("settings" in t and "score" in t for t in doc["tried"])
-    # A 10-second budget on this shop: the search stops starting trials, says so, and still serves a tuned model.
+    # A 3-second budget on this shop (the whole search takes longer, even on a fast machine): the search stops
+    # starting trials, says so, and still serves a tuned model.
     assert doc["budget_hit"] is True and any(t["score"] is None for t in doc["tried"])
     assert {"chosen", "fitted_at"} <= set(doc)
     with open(recs, newline="") as fh:

@@ -11,6 +11,7 @@ opening a store written by an incompatible release; a version 1 store (before
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,7 +419,9 @@ def _server_holding(directory: Path) -> str | None:
     """``pid N at URL`` of the decayrec serve that wrote its lock file in ``directory``, if any."""
     try:
         info = json.loads((directory / "serve.json").read_text(encoding="utf-8"))
-        return f"pid {int(info['pid'])} at {info['url']}"
+        pid = int(info["pid"])
+        os.kill(pid, 0)  # a lock file left by a killed server names no one
+        return f"pid {pid} at {info['url']}"
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -120,18 +120,18 @@ class Service:
     # -- models -------------------------------------------------------------------------
     def _request_refit(self) -> bool:
         self._last_refit_start = time.monotonic()
-        with self._impressions_lock:
-            self._erased = set()
         return self.models.start()
 
     def refit(self) -> bool:
-        """Start a refit now (``POST /admin/refit``); False when one is already running (it is queued)."""
-        if self.models.running:
+        """Start a refit now (``POST /admin/refit``); False when one is already running (another is queued after it)."""
+        started = not self.models.running and self._request_refit()
+        if not started:
             self._refit_again = True
-            return False
-        return self._request_refit()
+        return started
 
     def _fit(self) -> Snapshot:
+        with self._impressions_lock:
+            self._erased = set()  # users erased from here on may still be in the scan below
         reader = self.reader()
         last = reader.last_time()
         # The models' time is the newest stored event's (as the CLI's default), never past the clock.
