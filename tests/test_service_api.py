@@ -131,6 +131,8 @@ def test_each_bad_event_is_rejected_with_its_index_and_reason_and_the_rest_store
         (b'{"events": {"user_id": "u"}}', 'an object {"events"'),
         (b'{"rows": []}', 'an object {"events"'),
         (b"\xff\xfe", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"events": [' + b"9" * 5000 + b"]}", "not JSON"),
     ],
 )
 def test_a_malformed_body_is_422_with_a_reason(api, body, fragment):
@@ -264,6 +266,20 @@ def test_a_posted_view_shows_in_the_next_profile_and_recommendations(api):
     assert [r["item_id"] for r in recs["items"]] != [r["item_id"] for r in recs_before["items"]]
     assert any(item in r["reason"] for r in recs["items"])
     assert recs["list_id"] != recs_before["list_id"]
+
+
+def test_ids_with_slashes_are_addressable_and_erasable(api):
+    client, service, clock = api
+    client.post("/events", headers=bearer(WRITE), json={"events": [view("shop/alice", "cat/i1", clock())]})
+    assert client.get("/users/shop/alice/profile", headers=bearer(READ)).json()["live"]["events"] == 1
+    assert client.get("/users/shop%2Falice/recommendations", headers=bearer(READ)).json()["user_id"] == "shop/alice"
+    assert client.delete("/users/shop/alice", headers=bearer(ADMIN)).json()["events_erased"] == 1
+    assert service.store.user_events("shop/alice").num_rows == 0
+    assert client.delete("/users/never-was", headers=bearer(ADMIN)).json() == {
+        "user_id": "never-was",
+        "events_erased": 0,
+        "refit": "none",
+    }
 
 
 def test_unknown_users_get_the_popular_list_and_filters_hold(api):

@@ -34,6 +34,10 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {"model": wire.Problem, "description": "malformed request"},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": wire.Problem, "description": "unknown user or item"}}
+# A path no route matches (an id with a control character, say) is a 404 on every route with an id in it.
+_NO_ROUTE: dict[int | str, dict[str, Any]] = {
+    404: {"model": wire.Problem, "description": "no such route (ids may not hold control characters)"}
+}
 
 
 def create_app(
@@ -90,8 +94,10 @@ def create_app(
         body = await _read_body(request, service.config.max_body_bytes)
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HTTPException(422, f"the body is not JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit number, nesting too deep
+            raise HTTPException(
+                422, f"the body is not JSON this server reads ({exc.__class__.__name__}: {str(exc)[:80]})"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("events"), list):
             raise HTTPException(422, 'the body must be an object {"events": [event, ...]}')
         batch = data["events"]
@@ -102,7 +108,12 @@ def create_app(
 
     users = APIRouter(tags=["users"])
 
-    @users.get("/users/{user_id}/recommendations", dependencies=[read], response_model=wire.RecList, responses=_PROBLEMS)
+    @users.get(
+        "/users/{user_id:path}/recommendations",
+        dependencies=[read],
+        response_model=wire.RecList,
+        responses={**_PROBLEMS, **_NO_ROUTE},
+    )
     async def recommendations(
         user_id: _ID,
         k: Annotated[int, Query(ge=1, le=service.config.max_k)] = 20,
@@ -116,20 +127,23 @@ def create_app(
         return service.recommend(user_id, k, skip, category)
 
     @users.get(
-        "/users/{user_id}/profile", dependencies=[read], response_model=wire.ProfileAnswer, responses={**_PROBLEMS, **_NOT_FOUND}
+        "/users/{user_id:path}/profile",
+        dependencies=[read],
+        response_model=wire.ProfileAnswer,
+        responses={**_PROBLEMS, **_NOT_FOUND},
     )
     def profile(user_id: _ID) -> dict[str, Any]:
         """Live decayed interest at 1, 7 and 30 days, and the fitted profile: strength, half-lives, time-to-fade, drift."""
         return _found(service.profile, user_id)
 
     @users.get(
-        "/users/{user_id}/risk", dependencies=[read], response_model=wire.RiskAnswer, responses={**_PROBLEMS, **_NOT_FOUND}
+        "/users/{user_id:path}/risk", dependencies=[read], response_model=wire.RiskAnswer, responses={**_PROBLEMS, **_NOT_FOUND}
     )
     async def risk(user_id: _ID) -> dict[str, Any]:
         """P(any event within the horizon) from the last refit, and days since the user's last event now."""
         return _found(service.risk, user_id)
 
-    @users.delete("/users/{user_id}", dependencies=[admin], response_model=wire.Erased, responses=_PROBLEMS)
+    @users.delete("/users/{user_id:path}", dependencies=[admin], response_model=wire.Erased, responses={**_PROBLEMS, **_NO_ROUTE})
     def erase(user_id: _ID) -> dict[str, Any]:
         """Erase the user's events, impressions, live state and derived values; shop-wide models refit without them."""
         return service.erase(user_id)
@@ -144,7 +158,10 @@ def create_app(
         return service.trends(level, limit)
 
     @shop.get(
-        "/items/{item_id}/similar", dependencies=[read], response_model=wire.SimilarList, responses={**_PROBLEMS, **_NOT_FOUND}
+        "/items/{item_id:path}/similar",
+        dependencies=[read],
+        response_model=wire.SimilarList,
+        responses={**_PROBLEMS, **_NOT_FOUND},
     )
     async def similar(item_id: _ID, k: Annotated[int, Query(ge=1, le=service.config.max_k)] = 20) -> dict[str, Any]:
         """Items most often engaged with together with this one (decayed co-visitation)."""
@@ -248,7 +265,9 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
-        log("internal error", level=40, ref=ref, path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        # The route template, not the path: a path holds raw user ids, which pseudonymisation keeps out of every log.
+        route = getattr(request.scope.get("route"), "path_format", "unmatched")
+        log("internal error", level=40, ref=ref, route=route, error=type(exc).__name__)
         return JSONResponse({"detail": f"internal error (reference {ref}); the server log has the details"}, status_code=500)
 
 
@@ -276,7 +295,7 @@ def _install_metrics(app: FastAPI, service: Service) -> None:
                 await stack(scope, receive, capture)
             finally:
                 route = scope.get("route")
-                name = getattr(route, "path", None) or "unmatched"
+                name = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
                 method = scope.get("method", "")
                 metrics.latency.labels(name, method).observe(time.perf_counter() - started)
                 metrics.requests.labels(name, method, str(status[0])).inc()

@@ -10,6 +10,7 @@ of stored ids is loaded when the service starts (the service is the store's one 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from decayrec.store import EventStore
 __all__ = ["BatchResult", "EventWriter"]
 
 _FIELDS = frozenset(schema.COLUMNS)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_FIELDS = (schema.USER, schema.ITEM, schema.CATEGORY, schema.SESSION, schema.EVENT_ID, schema.REC_ID)
 
 
@@ -76,7 +78,7 @@ class EventWriter:
         self.live = live
         self.config = config
         self.pseudonymiser = pseudonymiser
-        self.lock = threading.Lock()  # the store's connection and the id set are the writer's alone
+        self.lock = threading.RLock()  # the store's connection and the id set are the writer's alone
         self._con = duckdb.connect()  # validation runs in its own in-memory engine
         self.seen_ids: set[str] = store.event_ids()
         self._pending: list[_Ticket] = []
@@ -179,8 +181,8 @@ class EventWriter:
                         if len(text) > limit:
                             reason = f"{name} is longer than {limit} characters"
                             break
-                        if name in _ID_FIELDS and "\x00" in text:
-                            reason = f"{name} holds a NUL character"
+                        if name in _ID_FIELDS and _CONTROL.search(text):
+                            reason = f"{name} holds a control character (ids are addressed in URL paths)"
                             break
                         fields[name] = text
             if reason is None:
@@ -196,6 +198,10 @@ class EventWriter:
             n = self.store.delete_user(user_id)
             self.seen_ids.difference_update(mine)
             self.live.forget(user_id)
+            if n:
+                # Rewrite the table now rather than at DuckDB's next automatic checkpoint, so the
+                # deleted rows leave the database file's live blocks (freed blocks are reused later).
+                self.store.con.execute("CHECKPOINT")
         return n
 
     def record_impressions(self, rows: list[tuple[str, str, datetime, list[str], str]]) -> None:

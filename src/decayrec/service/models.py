@@ -151,10 +151,12 @@ class ModelHolder:
     in place and is recorded in :attr:`last_error`.
     """
 
-    def __init__(self, fit, on_done=None) -> None:
+    def __init__(self, fit, on_done=None, before_swap=None) -> None:
         self.current: Snapshot = Snapshot.empty()
         self._fit = fit  # () -> Snapshot
         self._on_done = on_done  # (seconds, error | None) -> None
+        self._before_swap = before_swap  # (Snapshot) -> Snapshot, run under swap_lock
+        self.swap_lock = threading.RLock()  # held by a swap and by anyone rewriting `current` (erasure)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running_since: float | None = None
@@ -177,7 +179,10 @@ class ModelHolder:
         error: str | None = None
         try:
             snapshot = self._fit()
-            self.current = snapshot  # one reference assignment: the atomic swap
+            with self.swap_lock:
+                if self._before_swap is not None:
+                    snapshot = self._before_swap(snapshot)
+                self.current = snapshot  # one reference assignment: the atomic swap
             self.refits += 1
             self.last_error = None
         except Exception as exc:  # noqa: BLE001 - any failure keeps the old models serving; it is reported, not raised
@@ -197,4 +202,5 @@ class ModelHolder:
 
     @property
     def running(self) -> bool:
-        return self.running_since is not None
+        thread = self._thread
+        return thread is not None and thread.is_alive()

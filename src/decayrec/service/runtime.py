@@ -78,7 +78,7 @@ class Service:
         log(
             "live state loaded", events=self.live.events, users=self.live.n_users, seconds=round(time.perf_counter() - started, 3)
         )
-        self.models = ModelHolder(self._fit, on_done=self._refit_done)
+        self.models = ModelHolder(self._fit, on_done=self._refit_done, before_swap=self._strip_erased)
         self._local = threading.local()
         self._impressions: list[tuple[str, str, datetime, list[str], str]] = []
         self._impressions_lock = threading.Lock()
@@ -112,8 +112,7 @@ class Service:
                 self.flush_impressions()
                 due = self.config.refit_seconds > 0 and time.monotonic() - self._last_refit_start >= self.config.refit_seconds
                 if (due or self._refit_again) and not self.models.running:
-                    self._refit_again = False
-                    self._request_refit()
+                    self._refit_again = not self._request_refit()
             except Exception as exc:  # noqa: BLE001 - the loop must survive a failed flush; it is logged
                 log("background step failed", level=40, error=f"{type(exc).__name__}: {exc}")
 
@@ -130,7 +129,7 @@ class Service:
         return started
 
     def _fit(self) -> Snapshot:
-        with self._impressions_lock:
+        with self.models.swap_lock:
             self._erased = set()  # users erased from here on may still be in the scan below
         reader = self.reader()
         last = reader.last_time()
@@ -138,10 +137,11 @@ class Service:
         now = self.clock()
         at = min(now, last.replace(tzinfo=UTC)) if last is not None else now
         events = reader.scan(at)
-        snapshot = fit_snapshot(events, at, self.config.horizon_days)
-        with self._impressions_lock:
-            erased = set(self._erased)
-        for user in erased:  # erased after the scan above: their rows must not come back
+        return fit_snapshot(events, at, self.config.horizon_days)
+
+    def _strip_erased(self, snapshot: Snapshot) -> Snapshot:
+        """Users erased since the refit began may be in its scan: their rows must not come back (under swap_lock)."""
+        for user in self._erased:
             snapshot = snapshot.without_user(user)
         return snapshot
 
@@ -163,7 +163,9 @@ class Service:
         """A read connection for the calling thread (DuckDB connections are not shared between threads)."""
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = EventStore(self.store.con.cursor(), self.store.directory)
+            with self.writer.lock:  # the writer's connection is the writer's, even to make a cursor from
+                cursor = self.store.con.cursor()
+            store = self._local.store = EventStore(cursor, self.store.directory)
         return store
 
     def _uid(self, user_id: str) -> str:
@@ -351,21 +353,24 @@ class Service:
         without the user; until that refit swaps in, they still hold the user's share.
         """
         uid = self._uid(user_id)
-        with self._impressions_lock:
-            self._impressions = [r for r in self._impressions if r[1] != uid]
-            self._erased.add(uid)
-        n = self.writer.erase(uid)
+        with self.writer.lock:  # no flush of impressions can slip between the filter and the delete
+            with self._impressions_lock:
+                self._impressions = [r for r in self._impressions if r[1] != uid]
+            n = self.writer.erase(uid)
         holder = self.models
-        holder.current = holder.current.without_user(uid)
-        started = self.refit()
+        with holder.swap_lock:  # after the delete: a refit that scanned before it strips the user at its swap
+            self._erased.add(uid)
+            holder.current = holder.current.without_user(uid)
+        started = self.refit() if n else False
         log("user erased", events=n)
-        return {"user_id": user_id, "events_erased": n, "refit": "started" if started else "queued"}
+        return {"user_id": user_id, "events_erased": n, "refit": "started" if started else ("queued" if n else "none")}
 
     def flush_impressions(self) -> int:
-        with self._impressions_lock:
-            rows, self._impressions = self._impressions, []
-        if rows:
-            self.writer.record_impressions(rows)
+        with self.writer.lock:  # taken first, as erase takes it: an erased user's rows are never written after it
+            with self._impressions_lock:
+                rows, self._impressions = self._impressions, []
+            if rows:
+                self.writer.record_impressions(rows)
         return len(rows)
 
     def update_gauges(self) -> None:

@@ -43,6 +43,10 @@ def serve(
     if keys.open:
         log("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach this port can read, write and erase", level=30)
     pseudonymiser = Pseudonymiser.from_file(pseudonymise_key_file) if pseudonymise_key_file else None
+    if pseudonymiser is not None and access_log:
+        log(
+            "--access-log writes request paths, which hold raw user ids, to the log: pseudonymisation does not cover it", level=30
+        )
     service = Service(config, pseudonymiser)
     lock = config.store / LOCK_FILE
     lock.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}) + "\n", encoding="utf-8")
