@@ -23,7 +23,7 @@ import pyarrow as pa
 from decayrec.errors import InputError
 from decayrec.service.config import ServiceConfig
 from decayrec.service.ingestion import BatchResult, EventWriter
-from decayrec.service.live import RANK_SCALE, SCALES, LiveState, days
+from decayrec.service.live import RANK_SCALE, SCALES, LiveState, UserView, days
 from decayrec.service.logs import log
 from decayrec.service.metrics import Metrics
 from decayrec.service.models import ModelHolder, Snapshot, fit_snapshot
@@ -268,12 +268,7 @@ class Service:
         """Live decayed interest at three scales, and the full interest profile from the fitted decay model."""
         from decayrec.decay.profile import build_profile
 
-        now = self.clock()
-        uid = self._uid(user_id)
-        view = self.live.user(uid, days(now))
-        if view is None:
-            raise NotFound(f"no events for user {user_id!r}")
-        snap = self.models.current
+        now, uid, view, snap = self._known(user_id)
         profile: dict[str, Any] | None = None
         missing = None
         if snap.decay is not None and snap.strength_item is not None:
@@ -304,13 +299,17 @@ class Service:
             "models_fitted_at": snap.fitted_at.isoformat() if snap.fitted_at else None,
         }
 
-    def risk(self, user_id: str) -> dict[str, Any]:
+    def _known(self, user_id: str) -> tuple[datetime, str, UserView, Snapshot]:
+        """Now, the stored id, the live view and the models of a user with events; NotFound otherwise."""
         now = self.clock()
         uid = self._uid(user_id)
         view = self.live.user(uid, days(now))
         if view is None:
             raise NotFound(f"no events for user {user_id!r}")
-        snap = self.models.current
+        return now, uid, view, self.models.current
+
+    def risk(self, user_id: str) -> dict[str, Any]:
+        now, uid, view, snap = self._known(user_id)
         row = snap.risk.rows.get(uid) if snap.risk is not None else None
         note = None
         if snap.risk is None:
