@@ -242,6 +242,22 @@ async def mixed(url: str, data: dict, args, seed: int) -> dict:
     return {name: r.summary(args.seconds) for name, r in routes.items()}
 
 
+async def during_refit(url: str, data: dict, args, seed: int) -> dict:
+    """Recommendations at ``--rec-rps`` for ``--seconds`` right after ``POST /admin/refit``: the fit shares the process."""
+    rng = random.Random(seed + 3)
+    makers = _makers(rng, data, args.batch)
+    route = Route("GET /users/{id}/recommendations")
+    gate = asyncio.Semaphore(args.clients)
+    async with _client(url, args.clients) as client:
+        status, _ = await fetch(client, "POST", "/admin/refit", None)
+        assert status == 202, status
+        await open_loop(client, route, args.rec_rps, args.seconds, makers["GET /users/{id}/recommendations"], gate)
+        _, ready = await fetch(client, "GET", "/readyz", None)
+    out = route.summary(args.seconds)
+    out["refit_still_running"] = bool(ready and ready["refit_running"])
+    return out
+
+
 async def ingest_max(url: str, data: dict, args, seed: int) -> dict:
     rng = random.Random(seed + 1)
     route = Route("POST /events (1,000 per batch, back to back)")
@@ -335,6 +351,13 @@ def markdown(result: dict) -> str:
         *_table(result["mixed"], None),
         "",
         (
+            f"**During a refit** (`POST /admin/refit`, then recommendations at {st['rec_rps']:g}/s for {st['seconds']:g} s; "
+            f"the refit {'was still running at the end' if result['during_refit']['refit_still_running'] else 'finished within the phase'}): "
+            f"answered {result['during_refit']['per_second']:.1f}/s, p50 {result['during_refit']['p50_ms']:.1f} ms, "
+            f"p95 {result['during_refit']['p95_ms']:.1f} ms, p99 {result['during_refit']['p99_ms']:.1f} ms, {result['during_refit']['errors']} errors."
+        ),
+        "",
+        (
             f"A posted event visible in the next read: **{'yes' if result['visibility']['visible_in_next_read'] else 'NO'}** "
             f"(post + read {result['visibility']['post_then_read_ms']:.1f} ms)."
         ),
@@ -379,9 +402,17 @@ def main() -> None:
         print("mixed phase", file=sys.stderr)
         mixed_result = asyncio.run(mixed(url, data, args, args.seed))
         vis = visibility(url)
+        print("recommendations during a refit", file=sys.stderr)
+        refit_result = asyncio.run(during_refit(url, data, args, args.seed))
+        deadline = time.monotonic() + 600  # let the refit finish, so the server stops cleanly
+        while time.monotonic() < deadline and httpx.get(url + "/readyz", timeout=5).json()["refit_running"]:
+            time.sleep(1)
     finally:
         proc.terminate()
-        proc.wait(60)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "store": {"events": data["events"], "users": len(data["users"]), "items": data["items"]},
@@ -391,6 +422,7 @@ def main() -> None:
         "ingest": ingest_result,
         "mixed": mixed_result,
         "visibility": vis,
+        "during_refit": refit_result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -99,7 +99,7 @@ class Service:
         self._stop.set()
         if self._loop is not None:
             self._loop.join(10)
-        self.models.wait(60)
+        self.models.wait(5)  # a refit still running is thrown away: models are derived, the store is not
         self.flush_impressions()
         with self.writer.lock:
             self.store.con.execute("CHECKPOINT")
