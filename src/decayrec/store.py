@@ -26,6 +26,8 @@ from decayrec.errors import InputError, StoreError
 
 SCHEMA_VERSION = 2
 DB_FILE = "events.duckdb"
+# Written by decayrec serve while it holds the store: {"pid", "url"}.
+SERVE_LOCK_FILE = "serve.json"
 
 _COLS = schema.COLUMNS
 # Exact duplicates: every column equal, NULL equal to NULL.
@@ -418,7 +420,7 @@ class EventStore:
 def _server_holding(directory: Path) -> str | None:
     """``pid N at URL`` of the decayrec serve that wrote its lock file in ``directory``, if any."""
     try:
-        info = json.loads((directory / "serve.json").read_text(encoding="utf-8"))
+        info = json.loads((directory / SERVE_LOCK_FILE).read_text(encoding="utf-8"))
         pid = int(info["pid"])
         os.kill(pid, 0)  # a lock file left by a killed server names no one
         return f"pid {pid} at {info['url']}"

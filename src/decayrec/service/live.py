@@ -131,10 +131,12 @@ class LiveState:
         while len(self.item_category) < len(self.items.names):
             self.item_category.append(None)
         if schema.CATEGORY in events.column_names:
-            cats = events[schema.CATEGORY].to_pylist()
-            # The latest category an event names for an item is the item's category.
-            for code, cat in zip(i.tolist(), cats):
-                if cat is not None:
+            named = np.flatnonzero(pc.is_valid(events[schema.CATEGORY]).to_numpy(zero_copy_only=False))
+            if named.size:
+                # The last event of the batch that names a category for an item sets it: one look-up per item.
+                codes, last = np.unique(i[named][::-1], return_index=True)
+                cats = events[schema.CATEGORY].take(pa.array(named[::-1][last])).to_pylist()
+                for code, cat in zip(codes.tolist(), cats):
                     self.item_category[code] = cat
 
     def _pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:

@@ -159,7 +159,6 @@ class ModelHolder:
         self.swap_lock = threading.RLock()  # held by a swap and by anyone rewriting `current` (erasure)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.running_since: float | None = None
         self.last_error: str | None = None
         self.refits = 0
         self.failures = 0
@@ -169,7 +168,6 @@ class ModelHolder:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return False
-            self.running_since = time.time()
             self._thread = threading.Thread(target=self._run, name="decayrec-refit", daemon=True)
             self._thread.start()
             return True
@@ -189,8 +187,6 @@ class ModelHolder:
             error = f"{type(exc).__name__}: {exc}"
             self.failures += 1
             self.last_error = error
-        finally:
-            self.running_since = None
         if self._on_done is not None:
             self._on_done(time.perf_counter() - started, error)
 

@@ -12,6 +12,7 @@ import hmac
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from decayrec.errors import InputError
 
@@ -51,4 +52,7 @@ class Pseudonymiser:
         return out
 
     def array(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
-        return pa.array([self(u) for u in ids.to_pylist()], pa.string())
+        """Pseudonyms of an array of ids: one hash per distinct id."""
+        uniq = pc.unique(ids)
+        hashed = pa.array([self(u) for u in uniq.to_pylist()], pa.string())
+        return hashed.take(pc.index_in(ids, value_set=uniq))

@@ -1,7 +1,8 @@
 """``decayrec serve``: one process, the store's one writer, on uvicorn.
 
-A ``serve.json`` file in the store directory names the process and its address while it runs,
-so a CLI command that finds the store locked can say which server holds it.
+A lock file in the store directory (:data:`decayrec.store.SERVE_LOCK_FILE`) names the process
+and its address while it runs, so a CLI command that finds the store locked can say which
+server holds it.
 """
 
 from __future__ import annotations
@@ -15,20 +16,9 @@ from decayrec.service.auth import Keys
 from decayrec.service.config import ServiceConfig
 from decayrec.service.logs import configure, log
 from decayrec.service.pseudonym import Pseudonymiser
+from decayrec.store import SERVE_LOCK_FILE
 
-__all__ = ["LOCK_FILE", "holder", "serve"]
-
-LOCK_FILE = "serve.json"
-
-
-def holder(store: Path) -> dict | None:
-    """The running server that holds ``store``, from its lock file, or None."""
-    try:
-        info = json.loads((Path(store) / LOCK_FILE).read_text(encoding="utf-8"))
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
+__all__ = ["serve"]
 
 
 def serve(
@@ -48,7 +38,7 @@ def serve(
             "--access-log writes request paths, which hold raw user ids, to the log: pseudonymisation does not cover it", level=30
         )
     service = Service(config, pseudonymiser)
-    lock = config.store / LOCK_FILE
+    lock = config.store / SERVE_LOCK_FILE
     lock.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}) + "\n", encoding="utf-8")
     try:
         log("serving", url=f"http://{host}:{port}", store=str(config.store), events=service.live.events)
