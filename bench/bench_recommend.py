@@ -81,7 +81,8 @@ PEERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
         [{"kind": "cosine", "K": k} for k in (20, 200)] + [{"kind": "bm25", "K": k} for k in (10, 50, 200, 1000)],
     ),
 }
-EXCLUDABLE = ("covisit", "als", "bpr", "itemknn")
+OURS = ("decayrec", "decayrec-noseq", "sequence")
+EXCLUDABLE = ("covisit", "als", "bpr", "itemknn", "sequence")
 
 
 def log(msg: str) -> None:
@@ -126,8 +127,8 @@ def no_repeats(train: pa.Table) -> bool:
     return bool(np.mean(counts > 1) < 0.001)
 
 
-def peer(base: str, params: dict[str, Any], exclude: bool):
-    params = dict(params) | {"event_weights": PEER_WEIGHTS}
+def peer(base: str, params: dict[str, Any], exclude: bool, weights: bool = True):
+    params = dict(params) | ({"event_weights": PEER_WEIGHTS} if weights else {})
     if exclude and base in EXCLUDABLE:
         return make_model(base, **params, exclude_seen=True)
     model = make_model(base, **params)
@@ -244,7 +245,7 @@ def paired(a: np.ndarray, b: np.ndarray, n_boot: int = 1000) -> dict[str, float]
     return {"mean": float(diff.mean()), "low": float(lo), "high": float(hi)}
 
 
-def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
+def run_dataset(name: str, bootstrap: int, with_sequence: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     events, source = load(name)
     kind, tests, vals = splits_for(events)
@@ -258,6 +259,11 @@ def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
     cards: list[dict[str, Any]] = []
     pooled = Pooled(tests, bootstrap)
     factories = {"decayrec": lambda s: make_model("decayrec", log=lambda line: log("  " + line))}
+    if with_sequence:
+        # The main model without its sequence source, and the sequence model alone at its defaults (told, as the
+        # peers are, to leave out seen items on logs without repeats).
+        factories["decayrec-noseq"] = lambda s: make_model("decayrec", use_sequence=False)
+        factories["sequence"] = lambda s: peer("sequence", {}, exclude, weights=False)
     factories |= {n: (lambda s, t=t: peer(t["base"], t["params"], exclude)) for n, t in tuned.items()}
     pooled.add(factories, keep=lambda built, split: cards.append(built["decayrec"].card()))
     # decayrec's own single sources, with the settings its search found for them at each cutoff, on the same windows.
@@ -273,7 +279,7 @@ def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
         if row["name"] in tuned:
             row["tuned"] = {k: v for k, v in tuned[row["name"]].items() if k != "grid"}
     own_rows = [pooled.row(f"own:{src}") for src in own_names if pooled.tables.get(f"own:{src}")]
-    peers = [r for r in rows if r["name"] != "decayrec"]
+    peers = [r for r in rows if r["name"] not in OURS]
     best_peer = max(peers, key=lambda r: r["ndcg"] or 0.0)
     main = pooled.per_unit("decayrec")
     truth = pa.concat_tables([t.truth for t in tests])
@@ -307,6 +313,17 @@ def run_dataset(name: str, bootstrap: int) -> dict[str, Any]:
         mine = pooled.per_unit(best_own["name"])
         if mine.size == main.size:
             doc["vs_best_own_source"] = paired(main, mine)
+    if with_sequence:
+        by = {r["name"]: r for r in rows}
+        units = max(int(main.size), 1)
+        doc["sequence"] = {
+            "sequence_vs_als": paired(pooled.per_unit("sequence"), pooled.per_unit("implicit-als")),
+            "with_vs_without": paired(main, pooled.per_unit("decayrec-noseq")),
+            "kept_by_search": ["sequence" in c["ranker_settings"]["sources"] and c["served"] == "ranker" for c in cards],
+            "per_1000_users_seconds": {
+                n: round(1000 * by[n]["recommend_seconds"] / units, 3) for n in ("sequence", "implicit-als", "decayrec")
+            },
+        }
     doc["seconds"] = round(time.perf_counter() - started, 1)
     log(
         f"{name}: decayrec {rows[0]['ndcg']:.4f} vs {best_peer['name']} {best_peer['ndcg']:.4f} "
@@ -387,6 +404,36 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {(own['name'][4:] + ' ' + _f(own['ndcg'])) if own else '-'} | {_ci(r['vs_best_own_source']) if own else '-'} "
             f"| {chose(r['card'])} | {main['fit_seconds']:.0f} | {rows['implicit-als']['fit_seconds']:.1f} |"
         )
+    seq = [r for r in doc["datasets"] if "sequence" in r]
+    if seq:
+        out += [
+            "",
+            "## The sequence model",
+            "",
+            (
+                "`sequence`: the time-aware SASRec alone at its defaults; `decayrec-noseq`: the main model with the sequence "
+                "source left out (`use_sequence=False`), everything else self-configured as usual. NDCG@20, paired differences "
+                "with 95% bootstrap intervals; recommendation seconds per 1,000 users."
+            ),
+            "",
+            (
+                "| dataset | sequence | implicit-als | sequence - ALS | repeat / new NDCG: sequence | repeat / new: ALS "
+                "| decayrec | decayrec-noseq | with - without | search kept it | fit s: sequence / ALS | per 1,000 users s: sequence / ALS |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in seq:
+            rows = {m["name"]: m for m in r["models"]}
+            q, a_, m_, w = rows["sequence"], rows["implicit-als"], rows["decayrec"], rows["decayrec-noseq"]
+            sq = r["sequence"]
+            half = lambda m: f"{_f((m.get('repeat') or {}).get('ndcg'))} / {_f((m.get('new') or {}).get('ndcg'))}"  # noqa: E731
+            kept = sq["kept_by_search"]
+            per = sq["per_1000_users_seconds"]
+            out.append(
+                f"| {r['dataset']} | {_f(q['ndcg'])} | {_f(a_['ndcg'])} | {_ci(sq['sequence_vs_als'])} | {half(q)} | {half(a_)} "
+                f"| {_f(m_['ndcg'])} | {_f(w['ndcg'])} | {_ci(sq['with_vs_without'])} | {sum(kept)} of {len(kept)} "
+                f"| {q['fit_seconds']:.0f} / {a_['fit_seconds']:.1f} | {per['sequence']:.2f} / {per['implicit-als']:.3f} |"
+            )
     for r in doc["datasets"]:
         p = r["protocol"]
         where = (
@@ -415,7 +462,7 @@ def markdown(doc: dict[str, Any]) -> str:
             tuned = m.get("tuned", {}).get("params")
             params = (
                 "defaults (self-configured)"
-                if m["name"] == "decayrec"
+                if m["name"] in OURS
                 else (", ".join(f"{a}={b}" for a, b in tuned.items()) if tuned else "decayrec's settings")
             )
             out.append(

@@ -12,7 +12,7 @@ import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
@@ -178,6 +178,16 @@ def _fit_progress(label: str):
     return update
 
 
+def _epoch_progress(label: str):
+    """An epoch progress callback for the sequence model, on stderr."""
+
+    def update(phase: str, epoch: int, total: int) -> None:
+        if err.is_terminal:
+            err.print(f"[dim]{label}: {phase} epoch {epoch}/{total}[/]")
+
+    return update
+
+
 @app.command("fit-decay")
 def fit_decay_command(
     events: Annotated[Path, typer.Option("--events", help=EVENTS_HELP, show_default=False)],
@@ -286,7 +296,11 @@ def recommend(
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 20,
     model: Annotated[
-        str, typer.Option("--model", help="decayrec, repeat, covisit, itemknn, decayed_popularity, popularity, als or bpr.")
+        str,
+        typer.Option(
+            "--model",
+            help="decayrec, repeat, covisit, itemknn, decayed_popularity, popularity, als, bpr or sequence (the torch extra).",
+        ),
     ] = "decayrec",
     horizon_days: Annotated[
         Optional[float],
@@ -302,7 +316,7 @@ def recommend(
         typer.Option(
             "--budget-seconds",
             min=1.0,
-            help="Time bound of decayrec's search for its settings on validation windows inside the training period.",
+            help="Time bound of decayrec's search for its settings on validation windows inside the training period (of training, for --model sequence).",
         ),
     ] = 600.0,
     card: Annotated[
@@ -331,9 +345,11 @@ def recommend(
     wanted = _read_users(users)
     if model != MAIN and (horizon_days is not None or card is not None):
         raise InputError(f"--horizon-days and --card apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}")
-    params = {}
+    params: dict[str, Any] = {}
     if model == MAIN:
         params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
+    elif model == "sequence":
+        params = {"budget_seconds": budget_seconds, "log": _search_log, "progress": _epoch_progress("sequence")}
     recommender = make_model(model, **params)
     _, table, now = _events(events, format, at, quarantine)
     fitted = recommender.fit(table, now)

@@ -11,8 +11,8 @@ after the fit time ``now``:
    users, more (pooled) where it does not, as on session logs where few users span any one
    instant. Every model tried is fitted on the events up to a cutoff and scored by NDCG@20
    on what the users did in the ``H`` days after it.
-3. **Single sources** (repeat, co-visitation, item neighbours, ALS, decayed popularity),
-   each over a small grid: they are the floor, and their best settings feed the ranker's
+3. **Single sources** (repeat, co-visitation, item neighbours, ALS, the sequence model,
+   decayed popularity), each over a small grid: they are the floor, and their best settings feed the ranker's
    candidate sources.
 4. **The ranker**: a fixed sequence of coordinate steps (stacked label windows, label
    window length, which sources are on, their budget, tree size), each keeping the best
@@ -42,9 +42,10 @@ import numpy as np
 import pyarrow as pa
 
 from decayrec.errors import InputError
-from decayrec.recommend.candidates import IMPLICIT_SOURCES, MODEL_SOURCES, SOURCES, SourceSet, build_source
+from decayrec.recommend.candidates import IMPLICIT_SOURCES, MODEL_SOURCES, SOURCES, TORCH_SOURCES, SourceSet, build_source
 from decayrec.recommend.features import FeatureState
 from decayrec.recommend.interactions import Interactions, interactions
+from decayrec.recommend.sequence_source import SequenceSources
 from decayrec.recommend.training import (
     Window,
     WindowTruth,
@@ -187,6 +188,7 @@ class Workspace:
         self._sources: dict[tuple, SourceSet] = {}
         self._truths: dict[tuple, WindowTruth | None] = {}
         self._windows: dict[tuple, Window | None] = {}
+        self.sequence = SequenceSources(events, ranker.sequence_settings(), ranker.log or (lambda line: None))
 
     def state(self, cutoff: datetime) -> FeatureState:
         if cutoff not in self._states:
@@ -198,6 +200,10 @@ class Workspace:
         key = (cutoff, name, single, _frozen(params))
         if key not in self._models:
             w = self.ranker.event_weights
+            if name == "sequence":  # trained once (self.sequence), read at this cutoff
+                view = self.sequence.view(self.state(cutoff).ix, exclude_seen=bool(params.get("exclude_seen", False)))
+                self._models[key] = view
+                return view
             if single:
                 model = single_source(name, params, w)
             else:
@@ -506,7 +512,7 @@ class _Search:
         scales = sorted({round(horizon * f, 6) for f in (0.25, 1.0, 4.0, 16.0)})
         # Popularity is cheap to try: fixed half-lives from an hour to a year, and the horizon's multiples.
         pop_scales = sorted({*scales, round(horizon / 16, 6), 1 / 24, 1.0, 3.0, 7.0, 30.0, 90.0, 365.0})
-        available = _available_sources()
+        available = _available_sources(r.use_sequence)
         self.base_params = self.source_params(horizon, available)
         val = _Validation(self.space, now, horizon, r.seed)
         repeat_share = val.repeat_share
@@ -517,9 +523,7 @@ class _Search:
             label_days=float(r.label_days) if r.label_days is not None else horizon,
             train_windows=int(r.train_windows) if r.train_windows is not None else _windows_for(val),
             sources=tuple(
-                s
-                for s in (r.sources or SOURCES)
-                if s in SOURCES and (s not in IMPLICIT_SOURCES or s in available) and not (s == "repeat" and exclude)
+                s for s in (r.sources or SOURCES) if s in SOURCES and s in available and not (s == "repeat" and exclude)
             ),
             budget=int(r.n_per_source) if r.n_per_source is not None else DEFAULT_BUDGET,
             exclude_seen=exclude,
@@ -545,6 +549,12 @@ class _Search:
             + ("; lists leave out each user's own items" if exclude else "")
         )
 
+        if "sequence" in base.sources:
+            # One network for the whole search, trained before the base setting's oldest label window.
+            trained_at = val.cutoffs[-1] - timedelta(days=base.train_windows * base.label_days)
+            if not self.space.sequence.fit(trained_at):
+                base = base.replace(sources=tuple(s for s in base.sources if s != "sequence"))
+
         # Single sources: the floor, and the settings of the ranker's sources.
         ex = {"exclude_seen": exclude}
         pop, pop_score = self.tune_single(val, "decayed_popularity", [[{"half_life_days": s} for s in pop_scales]], {})
@@ -557,6 +567,7 @@ class _Search:
             "userknn": [[{"alpha": a} for a in (0.7, 0.9, 0.4)], [{"neighbours": n} for n in (50, 200)]],
             "itemknn": [[{"K": k} for k in (50, 10, 200)]],
             "als": [[{"alpha": round(c / w, 6)} for c in (16.0, 4.0, 64.0)], [{"factors": f} for f in (64, 128)]],
+            "sequence": [[{}]],  # early-stopped on its own validation window when trained
         }
         for name in [s for s in MODEL_SOURCES if s in base.sources]:
             if name == "repeat":
@@ -609,6 +620,8 @@ def default_source_params(
         out["itemknn"] = {"kind": "bm25", "K": 50}
     if "als" in available:
         out["als"] = {"factors": 64, "regularization": 0.05, "iterations": 15, "alpha": round(16.0 / mean_weight, 6)}
+    if "sequence" in available:
+        out["sequence"] = {}
     for name, params in (given or {}).items():
         if name not in MODEL_SOURCES:
             raise InputError(f"source_params names {name!r}, which is not a model source", f"use some of {MODEL_SOURCES}")
@@ -649,12 +662,17 @@ def _windows_for(val: _Validation) -> int:
     return int(np.clip(np.ceil(TARGET_GROUPS / max(per_window, 1.0)), 2, MAX_TRAIN_WINDOWS // 2))
 
 
-def _available_sources() -> tuple[str, ...]:
-    try:
-        import implicit  # noqa: F401
-    except ImportError:
-        return tuple(s for s in SOURCES if s not in IMPLICIT_SOURCES)
-    return SOURCES
+def _available_sources(use_sequence: bool | None = None) -> tuple[str, ...]:
+    """The sources whose libraries are installed (``implicit`` for item neighbours and ALS, torch for the
+    sequence model, which ``use_sequence=False`` leaves out)."""
+    import importlib.util
+
+    missing: set[str] = set() if use_sequence is not False else set(TORCH_SOURCES)
+    if importlib.util.find_spec("implicit") is None:
+        missing |= set(IMPLICIT_SOURCES)
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("safetensors") is None:
+        missing |= set(TORCH_SOURCES)
+    return tuple(s for s in SOURCES if s not in missing)
 
 
 def _mean_weight(ix: Interactions) -> float:
@@ -682,8 +700,8 @@ def fixed_settings(ranker: DecayRanker, events: pa.Table, now: datetime) -> Rank
     # None of them is None (checked above); spelled out for the type checker.
     assert r.horizon_days is not None and r.label_days is not None and r.train_windows is not None
     assert r.sources is not None and r.n_per_source is not None and r.num_leaves is not None
-    available = _available_sources()
-    sources = tuple(s for s in SOURCES if s in r.sources and (s not in IMPLICIT_SOURCES or s in available))
+    available = _available_sources(r.use_sequence)
+    sources = tuple(s for s in SOURCES if s in r.sources and s in available)
     ix = interactions(events, now, r.event_weights)
     params = default_source_params(float(r.horizon_days), _mean_weight(ix), available, r.source_params)
     return RankerSettings(

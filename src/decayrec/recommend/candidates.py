@@ -7,6 +7,8 @@ A source proposes, for each user code asked, its best items with a score and a r
 - ``userknn``: the user's own decayed frequencies blended with similar users' (TIFU-KNN style, :class:`UserKNN`);
 - ``itemknn``: BM25 item neighbours of the user's items (``implicit``, the ``peers`` extra);
 - ``als``: implicit-feedback ALS factors (``implicit``);
+- ``sequence``: the time-aware SASRec of :mod:`decayrec.sequence` (``torch``; trained once
+  and read at every cutoff, :mod:`decayrec.recommend.sequence_source`);
 - ``trend``: the most engaged-with items this week in the user's top categories;
 - ``new``: items first seen lately in the user's top categories;
 - ``popular``: the shop's most engaged-with items this week, the same for everyone.
@@ -38,12 +40,13 @@ from decayrec.weights import EventWeights as Weights
 
 __all__ = ["MODEL_SOURCES", "SOURCES", "Candidates", "SourceSet", "sparse_top"]
 
-SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als", "trend", "new", "popular")
+SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als", "trend", "new", "popular", "sequence")
 # Sources that are recommenders of their own (fitted with the settings given), and so
 # single sources the floor compares against.
-MODEL_SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als")
-# Sources that need the ``implicit`` library.
+MODEL_SOURCES: Final = ("repeat", "covisit", "userknn", "itemknn", "als", "sequence")
+# Sources that need the ``implicit`` library, and torch.
 IMPLICIT_SOURCES: Final = ("itemknn", "als")
+TORCH_SOURCES: Final = ("sequence",)
 _COL: Final = {name: j for j, name in enumerate(SOURCES)}
 # Categories per user that feed the trending and new-item sources.
 _TOP_CATEGORIES: Final = 5
@@ -147,6 +150,8 @@ def build_source(name: str, params: Mapping[str, Any], event_weights: Weights):
         return peers.ImplicitItemKNN(event_weights=event_weights, **params)
     if name == "als":
         return peers.ImplicitALS(event_weights=event_weights, **params)
+    if name == "sequence":
+        raise ValueError("the sequence source is trained once and read at each cutoff: get it from Workspace.model")
     raise ValueError(f"{name!r} is not a model source (one of {MODEL_SOURCES})")
 
 
@@ -229,6 +234,8 @@ class SourceSet:
                     block.eliminate_zeros()
                 return sparse_top(block, n)
             row, item, score = model.propose(users, n, elapsed, exclude_seen=exclude_seen)
+            if name == "sequence":  # probabilities: lift every proposal above "absent" (0)
+                return row, item, score + 1e-9
             # ALS scores can be negative: shift so every proposed item scores above "absent" (0).
             return row, item, (np.maximum(score, 0.0) + 1e-3) if name == "als" else score
         if name == "trend":

@@ -65,7 +65,7 @@ def _take(values: np.ndarray, codes: np.ndarray, fill: float = 0.0) -> np.ndarra
     return out
 
 
-def _categories(events: pa.Table, keep: np.ndarray | None, item_codes: np.ndarray, time: np.ndarray, n_items: int):
+def item_categories(events: pa.Table, keep: np.ndarray | None, item_codes: np.ndarray, time: np.ndarray, n_items: int):
     """Each item's category (that of its latest event naming one) as codes; ``n_cat`` = unknown."""
     if schema.CATEGORY not in events.column_names:
         return IdMap(pa.array([], pa.string())), np.zeros(n_items, dtype=np.int64)
@@ -164,7 +164,7 @@ class FeatureState:
         time_all = to_days(events.column(schema.TIMESTAMP), now)
         etype_all = event_codes(events.column(schema.EVENT))
         keep = (time_all <= 0.0) & (weight_table(event_weights)[etype_all] > 0)
-        categories, item_cat = _categories(events, None if keep.all() else keep, ix.item, ix.time, ix.n_items)
+        categories, item_cat = item_categories(events, None if keep.all() else keep, ix.item, ix.time, ix.n_items)
         n_cat = len(categories) + 1
         history = ix.history
         n_pairs = len(history.pairs)

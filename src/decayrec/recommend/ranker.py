@@ -52,6 +52,8 @@ from decayrec.weights import EventWeights as Weights
 __all__ = ["SOURCES", "DecayRanker"]
 
 _COL = {name: j for j, name in enumerate(SOURCES)}
+# The sequence source trains twice per fit (for the search, and at the fit time): a shorter budget than alone.
+SEQUENCE_DEFAULTS: Mapping[str, Any] = {"budget_seconds": 120.0}
 
 
 class DecayRanker(BaseRecommender):
@@ -113,6 +115,14 @@ class DecayRanker(BaseRecommender):
     search_users
         On a shop with more users, the search runs on a seeded sample of this many (the
         chosen settings are then fitted on everyone).
+    use_sequence
+        Offer the search the ``sequence`` source (None: when torch is installed; True
+        requires it; False leaves it out).
+    sequence_params
+        Settings of the ``sequence`` source's network (:class:`~decayrec.sequence.SequenceConfig`
+        fields), over :data:`SEQUENCE_DEFAULTS`. The source is on when torch is installed
+        and the search keeps it; it is trained before the search's oldest label window and
+        again at ``now`` for serving.
     seed, num_threads
         Seed of every sample and of LightGBM (deterministic mode), and its threads. One
         thread by default: on a small shared machine LightGBM's threads spin.
@@ -150,6 +160,8 @@ class DecayRanker(BaseRecommender):
         max_window_users: int = 8_000,
         max_negatives: int | None = 50,
         search_users: int = 25_000,
+        use_sequence: bool | None = None,
+        sequence_params: Mapping[str, Any] | None = None,
         seed: int = 0,
         num_threads: int = 1,
         log: Callable[[str], None] | None = None,
@@ -180,6 +192,8 @@ class DecayRanker(BaseRecommender):
         self.max_window_users = max_window_users
         self.max_negatives = max_negatives
         self.search_users = search_users
+        self.use_sequence = use_sequence
+        self.sequence_params = sequence_params
         self.seed = seed
         self.num_threads = num_threads
         self.log = log
@@ -208,6 +222,8 @@ class DecayRanker(BaseRecommender):
                 raise InputError(f"{name} must be a positive integer{' or None' if name in optional else ''}, got {value!r}")
         if self.serve not in ("auto", "ranker"):
             raise InputError(f"serve must be 'auto' or 'ranker', got {self.serve!r}")
+        if self.use_sequence is not None and not isinstance(self.use_sequence, (bool, np.bool_)):
+            raise InputError(f"use_sequence must be True, False or None, got {self.use_sequence!r}")
         if self.exclude_seen is not None and not isinstance(self.exclude_seen, (bool, np.bool_)):
             raise InputError(f"exclude_seen must be True, False or None, got {self.exclude_seen!r}")
         if self.sources is not None:
@@ -216,6 +232,10 @@ class DecayRanker(BaseRecommender):
             unknown = sorted(set(self.sources) - set(SOURCES))
             if unknown or not self.sources:
                 raise InputError(f"sources must name some of {SOURCES}, got {list(self.sources)}")
+
+    def sequence_settings(self) -> dict[str, Any]:
+        """The sequence source's network settings: :data:`SEQUENCE_DEFAULTS` with ``sequence_params`` over them."""
+        return dict(SEQUENCE_DEFAULTS) | {"seed": self.seed, "num_threads": self.num_threads} | dict(self.sequence_params or {})
 
     def _state(self, events: pa.Table, now: datetime) -> FeatureState:
         return FeatureState.build(
@@ -228,6 +248,8 @@ class DecayRanker(BaseRecommender):
 
         self._check()
         require("lightgbm", "ranker")
+        if self.use_sequence:
+            require("torch", "torch")
         now = as_utc(now)
         log = self.log or (lambda line: None)
         settings = fixed_settings(self, events, now)
@@ -237,6 +259,7 @@ class DecayRanker(BaseRecommender):
             space = Workspace(events, self)
             result = SearchResult(settings, "ranker", None, "given", {"note": "every setting given: nothing searched"})
         self.search_ = result
+        self.space_sequence_ = space.sequence
         self.settings_ = result.settings
         self.served_ = result.served
         self.state_ = space.state(now)
@@ -248,9 +271,16 @@ class DecayRanker(BaseRecommender):
         self.trees_ = self.train_groups_ = self.train_rows_ = 0
         if result.single is not None:
             name, params = result.single
+            if name == "sequence":
+                space.sequence.fit(now)
             self.single_ = space.model(now, name, params, single=True)
             self.sources_ = None
             return self
+        if "sequence" in self.settings_.sources:
+            s = self.settings_
+            if space.sequence.models == {}:  # a fresh workspace (the search ran on a sample): one for the label windows
+                space.sequence.fit(now - timedelta(days=s.train_windows * s.label_days))
+            space.sequence.fit(now)
         self.sources_ = space.sources(now, self.settings_.source_params)
         trained = self._train(space, now)
         if trained is not None:
@@ -321,6 +351,7 @@ class DecayRanker(BaseRecommender):
             "budget_hit": r.budget_hit,
             "trees": self.trees_,
             "train_groups": self.train_groups_,
+            "sequence_networks": [{"trained_at": iso(t), **m.report_} for t, m in sorted(self.space_sequence_.models.items())],
         }
 
     def save_card(self, path: str | Path) -> None:
@@ -399,8 +430,8 @@ class DecayRanker(BaseRecommender):
         """One sentence per row from its strongest evidence (vectorised).
 
         In order: a due re-buy; the user's own history; co-visitation with one of the
-        user's items; item or user neighbours; shoppers with similar taste (ALS); a
-        new item in a category the user shops; several items viewed in the category this
+        user's items; item or user neighbours; shoppers with similar taste (ALS); the
+        sequence model; a new item in a category the user shops; several items viewed in the category this
         week; trending in the category; popular now.
         """
         s = self.state_
@@ -422,12 +453,13 @@ class DecayRanker(BaseRecommender):
         covisit = proposed[:, _COL["covisit"]] & (covisit_model is not None)
         itemknn = proposed[:, _COL["itemknn"]] | proposed[:, _COL["userknn"]]
         als = proposed[:, _COL["als"]]
+        sequence = proposed[:, _COL["sequence"]]
         new = proposed[:, _COL["new"]] & known_cat & shops
         if discovery is not None:
             new |= discovery & known_cat & (s.item_first[item] >= -self.new_item_days)
         busy = known_cat & (week >= 2)
         trend = (proposed[:, _COL["trend"]] | (discovery if discovery is not None else False)) & known_cat
-        kind = np.select([due, seen, covisit, itemknn, als, new, busy, trend], [0, 1, 2, 3, 4, 5, 6, 7], default=8)
+        kind = np.select([due, seen, covisit, itemknn, als, sequence, new, busy, trend], [0, 1, 2, 3, 4, 9, 5, 6, 7], default=8)
 
         cat_name = pa.concat_arrays([s.categories.ids, pa.array([""], pa.string())])
         texts: list[tuple[np.ndarray, pa.Array]] = []
@@ -450,6 +482,7 @@ class DecayRanker(BaseRecommender):
         part(2, covisit_reason)
         part(3, constant("often engaged with alongside your items"))
         part(4, constant("shoppers with similar taste like this"))
+        part(9, constant("fits the sequence of what you did lately"))
         cname = lambda i: cat_name.take(pa.array(cat[i]))  # noqa: E731
         part(5, lambda i: join_text("new in ", cname(i), ", a category you shop"))
         part(

@@ -1,6 +1,6 @@
-"""Models by name, for the CLI, the benchmark and the service: the baselines, the peers, and decayrec.
+"""Models by name, for the CLI, the benchmark and the service: the baselines, the peers, the sequence model and decayrec.
 
-The peers (implicit's models) and decayrec are imported only when built: they need extras.
+The peers (implicit's models), the sequence model (torch) and decayrec are imported only when built: they need extras.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ def _peer(class_name: str) -> Callable[..., Recommender]:
     return build
 
 
+def _sequence(**params: Any) -> Recommender:
+    """Build :class:`decayrec.sequence.SequenceRecommender` (needs the 'torch' extra: checked here, before any work)."""
+    from decayrec.errors import require
+
+    require("torch", "torch")
+    from decayrec.sequence import SequenceRecommender
+
+    return SequenceRecommender(**params)
+
+
 BASELINES: Final[Mapping[str, Callable[..., Recommender]]] = {
     "popularity": Popularity,
     "decayed_popularity": DecayedPopularity,
@@ -39,6 +49,7 @@ BASELINES: Final[Mapping[str, Callable[..., Recommender]]] = {
     "als": _peer("ImplicitALS"),
     "bpr": _peer("ImplicitBPR"),
     "itemknn": _peer("ImplicitItemKNN"),
+    "sequence": _sequence,
 }
 
 
