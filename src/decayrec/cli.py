@@ -326,6 +326,14 @@ def recommend(
             help="Write CARD.json: what decayrec chose, every setting tried with its validation score, and what it serves.",
         ),
     ] = None,
+    use_sequence: Annotated[
+        bool,
+        typer.Option(
+            "--use-sequence",
+            help="Offer decayrec's search the sequence model as a candidate source (the torch extra; kept only where it "
+            "helps on validation; several times the fit time).",
+        ),
+    ] = False,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
@@ -343,11 +351,15 @@ def recommend(
         suffixes={"--out": TABLE_SUFFIXES, "--card": (".json",), "--quarantine": (".csv",)},
     )
     wanted = _read_users(users)
-    if model != MAIN and (horizon_days is not None or card is not None):
-        raise InputError(f"--horizon-days and --card apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}")
+    if model != MAIN and (horizon_days is not None or card is not None or use_sequence):
+        raise InputError(
+            f"--horizon-days, --card and --use-sequence apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}"
+        )
     params: dict[str, Any] = {}
     if model == MAIN:
         params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
+        if use_sequence:
+            params["use_sequence"] = True
     elif model == "sequence":
         params = {"budget_seconds": budget_seconds, "log": _search_log, "progress": _epoch_progress("sequence")}
     recommender = make_model(model, **params)

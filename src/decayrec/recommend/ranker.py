@@ -116,8 +116,9 @@ class DecayRanker(BaseRecommender):
         On a shop with more users, the search runs on a seeded sample of this many (the
         chosen settings are then fitted on everyone).
     use_sequence
-        Offer the search the ``sequence`` source (None: when torch is installed; True
-        requires it; False leaves it out).
+        Offer the search the ``sequence`` source: True (needs torch), None (when torch is
+        installed) or False (the default: on the benchmarks so far it multiplied the fit
+        time by 3 to 5 without reliably better lists; see the README).
     sequence_params
         Settings of the ``sequence`` source's network (:class:`~decayrec.sequence.SequenceConfig`
         fields), over :data:`SEQUENCE_DEFAULTS`. The source is on when torch is installed
@@ -160,7 +161,7 @@ class DecayRanker(BaseRecommender):
         max_window_users: int = 8_000,
         max_negatives: int | None = 50,
         search_users: int = 25_000,
-        use_sequence: bool | None = None,
+        use_sequence: bool | None = False,
         sequence_params: Mapping[str, Any] | None = None,
         seed: int = 0,
         num_threads: int = 1,
