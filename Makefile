@@ -45,6 +45,7 @@ bench-decay: $(STAMP)
 	$(BIN)/python bench/bench_decay_recovery.py --out bench/results/decay_recovery.json | tee bench/results/decay_recovery.md
 	$(BIN)/python bench/bench_decay_fit.py --out bench/results/decay_fit.json
 
+# Every real log and preset, with the sequence model (alone, and offered to decayrec): several hours here.
 bench-recommend: $(STAMP)
 	$(BIN)/python bench/bench_recommend.py --out bench/results/recommend.json
 

@@ -505,6 +505,22 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """One report from the datasets of several runs (each keeps the command and machine it ran with)."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc: dict[str, Any] = {
+        "k": K,
+        "command": " ; ".join(d["command"] for d in docs),
+        "datasets": [r for d in docs for r in d["datasets"]],
+        "seconds": sum(d.get("seconds") or sum(r["seconds"] for r in d["datasets"]) for d in docs),
+        "machine": " / ".join(sorted({d.get("machine", f"{os.cpu_count()} cores") for d in docs})),
+        "merged_from": [str(p) for p in paths],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown(doc))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(REAL + SIMULATED), help="comma-separated: real logs and sim:PRESET")
@@ -512,7 +528,11 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=500)
     parser.add_argument("--scale-users", type=int, default=100_000)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--merge", default="", help="comma-separated result JSONs of earlier runs: write them as one report")
     args = parser.parse_args()
+    if args.merge:
+        merge([Path(p) for p in args.merge.split(",") if p], Path(args.out))
+        return
     names = [d for d in args.datasets.split(",") if d]
     unknown = [d for d in names if d not in REAL + SIMULATED]
     if unknown:
