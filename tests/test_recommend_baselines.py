@@ -333,7 +333,17 @@ def test_errors_say_what_to_fix():
 
 # -- the registry ---------------------------------------------------------------------------
 def test_registry_builds_models_by_name_with_defaults_stored_unchanged():
-    assert set(MODELS) == {"popularity", "decayed_popularity", "repeat", "covisit", "userknn", "als", "bpr", "itemknn"}
+    assert set(MODELS) == {
+        "popularity",
+        "decayed_popularity",
+        "repeat",
+        "covisit",
+        "userknn",
+        "als",
+        "bpr",
+        "itemknn",
+        "sequence",
+    }
     model = make_model("decayed_popularity", half_life_days=3.0)
     assert model.name == "decayed_popularity" and model.half_life_days == 3.0
     assert repr(MODELS["repeat"]()) == (
