@@ -230,6 +230,14 @@ def profile(
     decay: Annotated[Optional[Path], typer.Option("--decay", help="DECAY.json from fit-decay (default: fit it now).")] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     top: Annotated[int, typer.Option("--top", min=1, help="Interests listed per level.")] = 10,
+    sequence_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--sequence-model",
+            help="A sequence model saved by recommend --model sequence --save-model: adds the drift of its "
+            "learned interest vector next to the category drift.",
+        ),
+    ] = None,
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
     """A user's interest profile now: live and faded interests, strength, half-life, time-to-fade, drift."""
@@ -255,10 +263,19 @@ def profile(
     strength_item = StrengthModel(level="item").fit(table, model, now)
     result = build_profile(table, user, model, strength_cat, strength_item, now, top=top)
     out.print(profile_tables(result))
+    extra: dict[str, Any] = {}
+    if sequence_model is not None:
+        from decayrec.sequence import SequenceRecommender
+
+        seq = SequenceRecommender.load(sequence_model)
+        moved = float(seq.drift(table, [user], now, lag_days=result.drift_days)[0])
+        extra["sequence_drift"] = None if moved != moved else round(moved, 6)  # nan: no event by one of the times
+        shown = "n/a" if extra["sequence_drift"] is None else f"{moved:.2f}"
+        out.print(f"interest-vector drift over {result.drift_days:g} days (sequence model): {shown}")
     if out_path is not None and out_path.suffix == ".json":
         import json
 
-        write_text(json.dumps(result.to_json_dict(), indent=2) + "\n", out_path)
+        write_text(json.dumps(result.to_json_dict() | extra, indent=2) + "\n", out_path)
         out.print(f"wrote {out_path}")
     elif out_path is not None:
         from decayrec.plot import plot_profile
@@ -334,6 +351,12 @@ def recommend(
             "helps on validation; several times the fit time).",
         ),
     ] = False,
+    save_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--save-model", help="Save the fitted sequence model to this folder (safetensors + JSON; --model sequence)."
+        ),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help=QUARANTINE_HELP)] = None,
 ) -> None:
@@ -355,6 +378,8 @@ def recommend(
         raise InputError(
             f"--horizon-days, --card and --use-sequence apply to --model {MAIN}, not {model}", f"drop them or use --model {MAIN}"
         )
+    if save_model is not None and model != "sequence":
+        raise InputError("--save-model applies to --model sequence", "drop it or use --model sequence")
     params: dict[str, Any] = {}
     if model == MAIN:
         params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
@@ -367,6 +392,11 @@ def recommend(
     fitted = recommender.fit(table, now)
     recs = fitted.recommend(wanted, k, now)
     write_table(recs.select(["user_id", "item_id", "rank", "score", "reason"]), out_path)
+    if save_model is not None:
+        from decayrec.sequence import SequenceRecommender
+
+        assert isinstance(fitted, SequenceRecommender)  # --save-model is refused above for any other model
+        out.print(f"saved the sequence model to {fitted.save(save_model)}")
     covered = len(set(recs["user_id"].to_pylist()))
     out.print(f"wrote {recs.num_rows:,} recommendations for {covered:,} of {len(wanted):,} users to {out_path}")
     if card is not None:

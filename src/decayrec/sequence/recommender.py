@@ -286,15 +286,16 @@ class SequenceRecommender(BaseRecommender):
         return out
 
     def drift(self, events: pa.Table, users, now: datetime, lag_days: float = 30.0) -> np.ndarray:
-        """``1 - cos`` between each user's interest vector at ``now`` and ``lag_days`` earlier (0 when either is missing)."""
+        """``1 - cos`` between each user's interest vector at ``now`` and ``lag_days`` earlier (nan when the user
+        has no event by either time), as the category drift of profiles."""
         from datetime import timedelta
 
         now = as_utc(now)
         a = self.vectors(events, users, now)
         b = self.vectors(events, users, now - timedelta(days=lag_days))
         norm = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        cos = np.divide((a * b).sum(axis=1), norm, out=np.ones(norm.size, dtype=np.float32), where=norm > 0)
-        return (1.0 - cos).astype(np.float64)
+        cos = np.divide((a * b).sum(axis=1), norm, out=np.full(norm.size, np.nan, dtype=np.float32), where=norm > 0)
+        return np.clip(1.0 - cos.astype(np.float64), 0.0, 2.0)
 
     # -- save and load -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
