@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,9 @@ from decayrec.recommend.params import COLD_START_HALF_LIFE_DAYS
 from decayrec.recommend.reasons import join_text
 from decayrec.sequence.config import SequenceConfig
 from decayrec.sequence.data import Batch, last_events, training_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from decayrec.sequence.train import Truth
 from decayrec.timeparse import iso, parse_time
 
 __all__ = ["FORMAT", "VERSION", "SequenceRecommender"]
@@ -127,23 +130,19 @@ class SequenceRecommender(BaseRecommender):
     def fit_interactions(self, ix: Interactions):
         raise InputError("the sequence model fits on events (it reads their categories)", "call fit(events, now)")
 
-    def _validation(self, user, item, etype, t, early, cut) -> tuple[Batch, list[set[int]]] | None:
-        """Rows as of the validation cutoff for (a seeded sample of) the users active on both sides, and their truth."""
+    def _validation(self, user, item, etype, t, early, cut) -> tuple[Batch, Truth] | None:
+        """Rows as of the validation cutoff for (a seeded sample of) the users active on both sides, and what they did next."""
+        from decayrec.sequence.train import Truth
+
         c = self.config
-        before = np.unique(user[early])
-        after = user[~early]
-        users = np.intersect1d(before, after)
+        users = np.intersect1d(np.unique(user[early]), user[~early])
         if users.size < 20:
             return None
         if users.size > c.max_validation_users:
             users = np.sort(np.random.default_rng([c.seed, 1]).choice(users, c.max_validation_users, replace=False))
         batch = last_events(user[early], item[early], etype[early], t[early], users, cut, c.max_len, c.gap_buckets)
         late = ~early & np.isin(user, users)
-        slot = np.searchsorted(users, user[late])
-        truth: list[set[int]] = [set() for _ in range(users.size)]
-        for s, i in zip(slot.tolist(), item[late].tolist()):
-            truth[s].add(i)
-        return batch, truth
+        return batch, Truth.build(np.searchsorted(users, user[late]), item[late], users.size, len(self.vocab_))
 
     def _attach(self, ix: Interactions) -> None:
         """Keep what serving needs: the fit time, the id maps, each user's events, the fallback."""
@@ -152,6 +151,9 @@ class SequenceRecommender(BaseRecommender):
         self.history_ = ix.history
         self.fallback_ = popularity(ix, COLD_START_HALF_LIFE_DAYS)
         self.seen_ = self.history_.seen(ix.n_users, ix.n_items) if self.exclude_seen else None
+        order = np.lexsort((ix.time, ix.user))
+        self.last_item_ = np.full(ix.n_users, -1, dtype=np.int64)
+        self.last_item_[ix.user[order]] = ix.item[order]
 
     def _codes(self, ix: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``ix``'s events in model codes (items the model does not know are dropped)."""
@@ -264,11 +266,7 @@ class SequenceRecommender(BaseRecommender):
 
     def _reason(self, users: np.ndarray, elapsed: float) -> pa.Array:
         """``"fits the sequence of what you did lately (last: i0042, viewed 2 days ago)"``."""
-        ix = self.ix_
-        order = np.lexsort((ix.time, ix.user))
-        last = np.full(ix.n_users, -1, dtype=np.int64)
-        last[ix.user[order]] = ix.item[order]
-        item = last[users]
+        item = self.last_item_[users]
         done = self.history_.participle(self.history_.lookup(users, item), elapsed)
         return join_text("fits the sequence of what you did lately (last: ", self.items_.decode(item), ", ", done, ")")
 

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from decayrec.recommend.training import group_ndcg
 from decayrec.sequence.config import SequenceConfig
 from decayrec.sequence.data import Batch, TrainingRows
 from decayrec.sequence.network import SequenceNet
 
-__all__ = ["Report", "fit_network", "tensors", "top_items", "user_vectors"]
+__all__ = ["Report", "Truth", "fit_network", "tensors", "top_items", "user_vectors"]
 
 K_VALIDATION = 20
 PREDICT_ROWS = 512
@@ -138,18 +139,23 @@ def top_items(net: SequenceNet, batch: Batch, n: int, banned: Callable[[int, int
     return np.concatenate(rows).astype(np.int64), np.concatenate(items).astype(np.int64), np.concatenate(probs).astype(np.float64)
 
 
-def ndcg_at(row: np.ndarray, item: np.ndarray, truth: list[set[int]], k: int = K_VALIDATION) -> float:
-    """Mean NDCG@k of ranked ``(row, item)`` lists (by row then rank) against each row's truth set."""
-    if not truth:
-        return float("nan")
-    gains = np.zeros(len(truth))
-    start = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]) if row.size else np.empty(0, dtype=np.int64)
-    for s, e in zip(start, np.r_[start[1:], row.size]):
-        r = int(row[s])
-        hits = np.array([int(i) in truth[r] for i in item[s : min(e, s + k)]], dtype=np.float64)
-        gains[r] = float((hits / np.log2(np.arange(2, hits.size + 2))).sum())
-    ideal = np.array([(1.0 / np.log2(np.arange(2, min(len(t), k) + 2))).sum() for t in truth])
-    return float(np.mean(np.divide(gains, ideal, out=np.zeros_like(gains), where=ideal > 0)))
+@dataclass(frozen=True)
+class Truth:
+    """What each validation row did after the cutoff: distinct ``(row, item code)`` pairs as sorted keys."""
+
+    keys: np.ndarray
+    n_items: int
+    n_truth: np.ndarray
+
+    @classmethod
+    def build(cls, row: np.ndarray, item: np.ndarray, n_rows: int, n_items: int) -> Truth:
+        keys = np.unique(row.astype(np.int64) * (n_items + 1) + item)
+        return cls(keys, n_items, np.bincount(keys // (n_items + 1), minlength=n_rows))
+
+    def ndcg(self, row: np.ndarray, item: np.ndarray, score: np.ndarray, k: int = K_VALIDATION) -> float:
+        """Mean NDCG@k of ranked ``(row, item, score)`` lists (:func:`~decayrec.recommend.training.group_ndcg`)."""
+        hit = np.isin(row * (self.n_items + 1) + item, self.keys, assume_unique=False)
+        return group_ndcg(row, item, score, hit, self.n_truth, k)
 
 
 def _epoch(net, opt, rows: TrainingRows, n_items, config, rng, gen, deadline: float) -> tuple[float, bool]:
@@ -180,7 +186,7 @@ def _new(n_items: int, n_categories: int, item_cat: np.ndarray, config: Sequence
 def fit_network(
     train: TrainingRows,
     full: TrainingRows,
-    validation: tuple[Batch, list[set[int]]] | None,
+    validation: tuple[Batch, Truth] | None,
     n_items: int,
     n_categories: int,
     item_cat: np.ndarray,
@@ -188,7 +194,7 @@ def fit_network(
     log: Callable[[str], None] = lambda line: None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[SequenceNet, Report]:
-    """Early stopping on ``validation`` (rows as of the cutoff, each row's truth set) with ``train``,
+    """Early stopping on ``validation`` (rows as of the cutoff, and what each did after it) with ``train``,
     then a fresh network fitted on ``full`` for the best epoch count.
 
     Without validation rows the network trains on ``full`` for ``min(10, max_epochs)`` epochs.
@@ -203,16 +209,15 @@ def fit_network(
         epochs = min(10, c.max_epochs)
         if validation is not None and len(train.batch):
             vbatch, truth = validation
-            report.validation_users = len(truth)
+            report.validation_users = len(vbatch)
             net, opt = _new(n_items, n_categories, item_cat, c)
-            best, since, t_epoch = -np.inf, 0, 0.0
-            # Leave the refit at least as long as the validation phase took.
+            best, since = -np.inf, 0
+            # The budget is shared in proportion to the rows each phase trains on.
             half = started + c.budget_seconds * len(train.batch) / max(len(train.batch) + len(full.batch), 1)
             for epoch in range(1, c.max_epochs + 1):
                 t = time.perf_counter()
                 loss, cut = _epoch(net, opt, train, n_items, c, rng, gen, half)
-                row, item, _ = top_items(net, vbatch, K_VALIDATION)
-                score = ndcg_at(row, item, truth)
+                score = truth.ndcg(*top_items(net, vbatch, K_VALIDATION))
                 report.validation_ndcg.append(score)
                 t_epoch = time.perf_counter() - t
                 log(f"sequence: epoch {epoch} loss {loss:.4f} validation NDCG@{K_VALIDATION} {score:.4f} ({t_epoch:.1f} s)")
@@ -228,7 +233,7 @@ def fit_network(
                 if since >= c.patience:
                     break
             epochs = max(report.best_epoch, 1)
-        elif validation is None:
+        else:
             report.notes.append(f"no users to validate on: trained for {epochs} epochs")
         net, opt = _new(n_items, n_categories, item_cat, c)
         report.train_rows = len(full.batch)
