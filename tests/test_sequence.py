@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -285,7 +286,7 @@ def test_the_cli_saves_a_sequence_model_and_profile_shows_its_drift(tmp_path):
             w.writerow([v.isoformat() if isinstance(v, datetime) else v for v in row])
     users = tmp_path / "users.txt"
     users.write_text("u001\nnobody\n")
-    bin_ = str(__import__("pathlib").Path(sys.executable).with_name("decayrec"))
+    bin_ = str(Path(sys.executable).with_name("decayrec"))
     rec = subprocess.run(
         [bin_, "recommend", "--events", str(path), "--users", str(users), "--model", "sequence", "--budget-seconds", "20",
          "--save-model", str(tmp_path / "seq"), "--out", str(tmp_path / "r.csv")],
@@ -308,3 +309,9 @@ def test_the_cli_saves_a_sequence_model_and_profile_shows_its_drift(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert wrong.returncode == 2 and "--save-model applies to --model sequence" in wrong.stderr
+    onto_input = subprocess.run(
+        [bin_, "recommend", "--events", str(path), "--users", str(users), "--model", "sequence", "--save-model",
+         str(path), "--out", str(tmp_path / "r3.csv")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert onto_input.returncode == 2 and "is a file" in onto_input.stderr and "Traceback" not in onto_input.stderr

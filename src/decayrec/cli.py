@@ -329,13 +329,14 @@ def recommend(
         ),
     ] = None,
     budget_seconds: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--budget-seconds",
             min=1.0,
-            help="Time bound of decayrec's search for its settings on validation windows inside the training period (of training, for --model sequence).",
+            help="Time bound of decayrec's search for its settings on validation windows inside the training period "
+            "(default 600), or of training for --model sequence (default 300).",
         ),
-    ] = 600.0,
+    ] = None,
     card: Annotated[
         Optional[Path],
         typer.Option(
@@ -369,9 +370,10 @@ def recommend(
     from decayrec.recommend.registry import MAIN, make_model
 
     check_outputs(
-        {"--out": out_path, "--card": card, "--quarantine": quarantine},
+        {"--out": out_path, "--card": card, "--quarantine": quarantine, "--save-model": save_model},
         [events, users],
         suffixes={"--out": TABLE_SUFFIXES, "--card": (".json",), "--quarantine": (".csv",)},
+        directories=["--save-model"],
     )
     wanted = _read_users(users)
     if model != MAIN and (horizon_days is not None or card is not None or use_sequence):
@@ -382,11 +384,13 @@ def recommend(
         raise InputError("--save-model applies to --model sequence", "drop it or use --model sequence")
     params: dict[str, Any] = {}
     if model == MAIN:
-        params = {"horizon_days": horizon_days, "budget_seconds": budget_seconds, "log": _search_log}
+        params = {"horizon_days": horizon_days, "log": _search_log}
         if use_sequence:
             params["use_sequence"] = True
     elif model == "sequence":
-        params = {"budget_seconds": budget_seconds, "log": _search_log, "progress": _epoch_progress("sequence")}
+        params = {"log": _search_log, "progress": _epoch_progress("sequence")}
+    if budget_seconds is not None and model in (MAIN, "sequence"):
+        params["budget_seconds"] = budget_seconds
     recommender = make_model(model, **params)
     _, table, now = _events(events, format, at, quarantine)
     fitted = recommender.fit(table, now)
