@@ -244,7 +244,10 @@ def test_the_main_model_offers_the_sequence_source_trained_before_its_search_win
     events = simulate(SimConfig(n_users=300, n_items=300, n_categories=6, days=60.0, seed=3)).events
     now = max(events["timestamp"].to_pylist()) + timedelta(seconds=1)
     quick = TINY | {"max_epochs": 4}
-    ranker = DecayRanker(use_sequence=True, sequence_params=quick, budget_seconds=120).fit(events, now)
+    # settings this test does not check are given, so the search only scores the single
+    # sources and eliminates among them (the part that involves the sequence source)
+    given = {"train_windows": 1, "label_days": 7.0, "n_per_source": 20, "num_leaves": 7, "n_estimators": 60}
+    ranker = DecayRanker(use_sequence=True, sequence_params=quick, budget_seconds=120, **given).fit(events, now)
     card = ranker.card()
     nets = card["sequence_networks"]
     first_validation = min(datetime.fromisoformat(c) for c in card["validation"]["cutoffs"])
@@ -254,7 +257,7 @@ def test_the_main_model_offers_the_sequence_source_trained_before_its_search_win
     assert len(tried) == 1 and tried[0]["score"] is not None  # scored as a single source: part of the floor
     if "sequence" in card["ranker_settings"]["sources"] and card["served"] == "ranker":
         assert nets[-1]["trained_at"] == card["fitted_at"]  # refitted at the fit time for serving
-    without = DecayRanker(budget_seconds=120).fit(events, now).card()  # the default leaves it out
+    without = DecayRanker(budget_seconds=120, **given).fit(events, now).card()  # the default leaves it out
     assert without["sequence_networks"] == [] and "sequence" not in without["ranker_settings"]["sources"]
     assert not [t for t in without["tried"] if t["step"] == "sequence"]
 

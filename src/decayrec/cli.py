@@ -194,7 +194,16 @@ def fit_decay_command(
     out_path: Annotated[Path, typer.Option("--out", help="DECAY.json to write.", show_default=False)],
     at: Annotated[Optional[str], typer.Option("--at", help=AT_HELP)] = None,
     format: Annotated[str, typer.Option("--format", help="Input layout, as for ingest.")] = "canonical",
-    grid_points: Annotated[int, typer.Option("--grid-points", min=5, help="Half-lives tried between 1 hour and 365 days.")] = 17,
+    grid_points: Annotated[
+        Optional[int],
+        typer.Option(
+            "--grid-points",
+            min=5,
+            help="Half-lives tried on the log-spaced grid (its ends come from the log: from the shortest gaps, "
+            "1 minute to 1 hour, to twice the span); default: about a factor 1.76 between neighbours.",
+            show_default=False,
+        ),
+    ] = None,
     per_user: Annotated[
         bool,
         typer.Option(

@@ -104,7 +104,7 @@ def decay_step(events, truth: dict, workdir: Path, console: Console) -> None:
 
     now = parse_time(truth["end"])
     started = time.perf_counter()
-    model = fit_decay(events, now, FitConfig(grid_points=17, fit_by_event=False))
+    model = fit_decay(events, now, FitConfig(fit_by_event=False))
     model.save(workdir / "DECAY.json")
     true_h = truth["half_life_days"]["by_category"]
     console.print(f"[bold]3. learned half-lives[/] in {time.perf_counter() - started:.1f}s -> {workdir / 'DECAY.json'}")

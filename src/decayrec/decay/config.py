@@ -14,9 +14,22 @@ class FitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    grid_min_days: float = Field(1.0 / 24.0, gt=0, description="Shortest half-life considered.")
-    grid_max_days: float = Field(365.0, gt=0, description="Longest half-life considered.")
-    grid_points: int = Field(17, ge=5, description="Log-spaced grid points between them (each refined locally).")
+    grid_min_days: float | None = Field(
+        None,
+        gt=0,
+        description="Shortest half-life considered; None: from the log, the 5% quantile of the gaps between a "
+        "sequence's consecutive events, kept between 1 minute and 1 hour (a session log gets minutes, a "
+        "day-resolution log 1 hour).",
+    )
+    grid_max_days: float | None = Field(
+        None, gt=0, description="Longest half-life considered; None: twice the log's span, kept between 30 and 3,650 days."
+    )
+    grid_points: int | None = Field(
+        None,
+        ge=5,
+        description="Log-spaced grid points between them (each refined locally); None: the spacing of 17 "
+        "points from 1 hour to 365 days (about a factor 1.76 per step).",
+    )
     point_events: tuple[Literal["view", "click", "cart", "fav", "purchase"], ...] | None = Field(
         None, description="Event types that are engagement points; None: view and click if present, else all."
     )

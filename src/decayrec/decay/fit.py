@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+from scipy.interpolate import CubicSpline
 
 from decayrec import schema
 from decayrec.decay.config import FitConfig
@@ -56,6 +57,7 @@ from decayrec.decay.likelihood import (
     half_life_grid,
     kernel_mass,
     point_states,
+    resolve_grid,
     summarise_profile,
 )
 from decayrec.decay.model import DecayModel, HalfLife
@@ -78,8 +80,11 @@ def _type_features(data: Sequences, half_life_by_type: np.ndarray, idx: np.ndarr
     return feats, comp
 
 
+WARM_SHARE = 3
+
+
 def _iterations(config: FitConfig, warm: bool) -> int:
-    return max(config.em_iterations // 3, 8) if warm else config.em_iterations
+    return max(config.em_iterations // WARM_SHARE, 8) if warm else config.em_iterations
 
 
 def _pooled(data: Sequences, config: FitConfig, idx: np.ndarray) -> tuple[Curve, EMResult]:
@@ -106,10 +111,16 @@ def _pooled(data: Sequences, config: FitConfig, idx: np.ndarray) -> tuple[Curve,
 
 
 def _category_loglik(
-    data: Sequences, config: FitConfig, idx: np.ndarray, w: np.ndarray, half_life_by_cat: np.ndarray, prev: EMResult | None
+    data: Sequences,
+    config: FitConfig,
+    idx: np.ndarray,
+    w: np.ndarray,
+    half_life_by_cat: np.ndarray,
+    prev: EMResult | None,
+    season: np.ndarray | None = None,
 ) -> EMResult:
     """One EM run in which every category has its own half-life: log-likelihood per category."""
-    return fit_at(data, idx, w, half_life_by_cat[data.cat], _iterations(config, prev is not None), prev)
+    return fit_at(data, idx, w, half_life_by_cat[data.cat], _iterations(config, prev is not None), prev, season)
 
 
 def _by_category(
@@ -117,16 +128,17 @@ def _by_category(
     config: FitConfig,
     idx: np.ndarray,
     weights: np.ndarray,
-    center: float | None,
+    season: np.ndarray | None,
 ) -> tuple[list[Curve], float, float, EMResult | None]:
     """Curves of every category: a shared grid, then two local refinements per category.
 
-    With ``objective="likelihood"`` a curve is the category's profile log-likelihood; with
-    ``"next_window"`` it is the log-likelihood of the category's engagement in the last
-    ``validation_days`` given a fit on everything before (forecasting skill), and with
-    ``"anchors"`` the sum of that over several windows, each forecast from the events before
-    it. Returns the curves, the prior's spread, its centre (the pooled best when ``center``
-    is None) and the last fit (for warm starts; None for the forecasting objectives).
+    With ``objective="likelihood"`` a curve is the category's profile log-likelihood (the
+    daily ``season`` held at the pooled fit's); with ``"next_window"`` it is the
+    log-likelihood of the category's engagement in the last ``validation_days`` given a fit
+    on everything before (forecasting skill), and with ``"anchors"`` the sum of that over
+    several windows, each forecast from the events before it. Returns the curves, the
+    prior's spread and centre (:func:`_prior`) and the last fit (for warm starts; None for
+    the forecasting objectives).
     """
     w = weights[data.etype]
     score = _forecast_scorer(data, config, weights) if config.objective != "likelihood" else None
@@ -139,18 +151,15 @@ def _by_category(
         if score is not None:
             values, prev = score(h_by_cat, prev)
             return values
-        prev = _category_loglik(data, config, idx, w, h_by_cat, prev)
+        prev = _category_loglik(data, config, idx, w, h_by_cat, prev, season)
         return prev.loglik_by_group
 
     for log_h in log_grid:
         values = run(np.full(data.n_cat, math.exp(log_h)))
         for c in range(data.n_cat):
             curves[c].add(log_h, values[c])
-    if center is None:
-        total = np.sum([cv.values for cv in curves], axis=0)
-        center = float(log_grid[int(np.argmax(total))])
     points = np.bincount(data.cat[idx], minlength=data.n_cat)
-    sd = _prior_sd(curves, points, config, (log_grid[0], log_grid[-1]))
+    center, sd = _prior(curves, points, config, log_grid)
     step = log_grid[1] - log_grid[0]
     for scale in (0.5, 0.25):
         best = np.array([summarise_profile(cv, (log_grid[0], log_grid[-1]), _log_prior(center, sd)).days for cv in curves])
@@ -234,21 +243,37 @@ def _log_prior(center: float, sd: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: -0.5 * ((np.asarray(x) - center) / sd) ** 2
 
 
-def _prior_sd(curves: list[Curve], points: np.ndarray, config: FitConfig, bounds: tuple[float, float]) -> float:
-    """Empirical-Bayes spread of log half-lives: between-category variance minus sampling noise."""
-    if config.prior_log_sd is not None:
-        return config.prior_log_sd
-    mles, ses = [], []
-    for c in np.flatnonzero(points >= config.min_points):
-        hl = summarise_profile(curves[c], bounds)
-        lo, hi = math.log(hl.low), math.log(hl.high)
-        if lo > bounds[0] and hi < bounds[1]:  # bounded intervals only
-            mles.append(math.log(hl.days))
-            ses.append((hi - lo) / 3.92)
-    if len(mles) < 3:
-        return 1.0
-    var = float(np.var(mles, ddof=1) - np.mean(np.square(ses)))
-    return float(np.sqrt(max(var, 0.05**2)))
+def _prior(curves: list[Curve], points: np.ndarray, config: FitConfig, log_grid: np.ndarray) -> tuple[float, float]:
+    """Empirical Bayes for the normal prior on log half-lives: its centre and spread.
+
+    Both maximise the marginal likelihood of the categories' curves on the shared grid
+    (each curve splined to a fine grid and integrated against the prior), over the
+    categories with at least ``min_points`` points. Every such curve counts, flat and
+    one-sided ones included: they say a category's half-life is long (or short) without
+    saying how long, which moves the centre and widens the spread as it should. (The
+    pooled half-life is a poor centre: fast categories carry most points and pull it to
+    the short end, 2.8 days on the default shop where the categories' median is 7.7.)
+    ``prior_log_sd``, when set, fixes the spread. With fewer than three usable curves the
+    centre is the summed curve's best and the spread 1.
+    """
+    n_grid = log_grid.size
+    use = np.flatnonzero(points >= config.min_points)
+    grid_values = np.array([curves[c].values[:n_grid] for c in range(len(curves))])
+    if len(use) < 3:
+        center = float(log_grid[int(np.argmax(grid_values.sum(0)))]) if len(curves) else 0.0
+        return center, config.prior_log_sd or 1.0
+    fine = np.linspace(log_grid[0], log_grid[-1], 8 * (n_grid - 1) + 1)
+    values = CubicSpline(log_grid, grid_values[use], axis=1)(fine)
+    values -= values.max(1, keepdims=True)
+    like = np.exp(values)  # (categories, fine)
+    centers = fine[::2]
+    spreads = np.array([config.prior_log_sd]) if config.prior_log_sd else np.geomspace(0.05, 4.0, 40)
+    dx = fine[1] - fine[0]
+    z = (fine[None, None, :] - centers[:, None, None]) / spreads[None, :, None]
+    density = np.exp(-0.5 * z**2) / (spreads[None, :, None] * math.sqrt(2 * math.pi)) * dx  # (centres, spreads, fine)
+    marginal = np.log(np.maximum(np.einsum("msx,cx->msc", density, like), 1e-300)).sum(2)
+    i, j = np.unravel_index(int(np.argmax(marginal)), marginal.shape)
+    return float(centers[i]), float(spreads[j])
 
 
 def fit_decay(
@@ -276,6 +301,8 @@ def fit_decay(
             f"only {idx.size} repeat engagement event(s) before {now:%Y-%m-%d}: too few to learn a half-life",
             "give a longer history (users need several events each)",
         )
+    config = resolve_grid(data, config)
+    assert config.grid_min_days and config.grid_max_days and config.grid_points  # resolved
     bounds = (math.log(config.grid_min_days), math.log(config.grid_max_days))
     steps = 2 + int(config.fit_by_event) + int(config.per_user)
     report = progress or (lambda *a: None)
@@ -288,8 +315,8 @@ def fit_decay(
     global_hl = summarise_profile(curve, bounds, events=int(data.times.size), points=int(idx.size))
 
     report(1, steps, "half-life per category")
-    center = math.log(global_hl.days) if config.objective == "likelihood" else None
-    curves, sd, center, last = _by_category(data, config, idx, weights, center)
+    season = pooled.season if config.objective == "likelihood" else None
+    curves, sd, center, last = _by_category(data, config, idx, weights, season)
     if config.objective != "likelihood":  # the pooled value is the pooled forecasting optimum too
         n_grid = config.grid_points
         total = np.sum([cv.values[:n_grid] for cv in curves], axis=0)
@@ -303,7 +330,7 @@ def fit_decay(
         name: summarise_profile(curves[c], bounds, prior, int(n_events[c]), int(points[c])) for c, name in enumerate(names)
     }
     per_cat_h = np.array([by_category[n].days for n in names] + [global_hl.days])
-    final = _category_loglik(data, config, idx, weights[data.etype], per_cat_h, last)
+    final = _category_loglik(data, config, idx, weights[data.etype], per_cat_h, last, season)
     alpha_c = final.alpha[:, 0]
     user_scale, user_sd = {}, None
     if config.per_user:
@@ -373,7 +400,7 @@ def by_user(
     for g, r in enumerate(USER_RATIOS):
         hl = per_cat_h[data.cat] * r
         wr = w / r  # the same excitation per event, spread over a longer or shorter time
-        prev = fit_at(data, idx, wr, hl, _iterations(config, True), prev)
+        prev = fit_at(data, idx, wr, hl, _iterations(config, True), prev, start.season)
         compensator = np.bincount(ev_user, prev.alpha[data.cat, 0] * wr * kernel_mass(data, hl), minlength=n_users)
         curves[g] = np.bincount(data.seq_user, prev.log_marginal, minlength=n_users) - compensator
     sd, log_ratio = user_prior(curves, np.log(USER_RATIOS))
