@@ -42,7 +42,7 @@ bench-ingest: $(STAMP)
 
 bench-decay: $(STAMP)
 	$(BIN)/python bench/bench_decay.py --out bench/results/decay.json
-	$(BIN)/python bench/bench_decay_recovery.py --out bench/results/decay_recovery.json | tee bench/results/decay_recovery.md
+	$(BIN)/python bench/bench_decay_recovery.py --seeds 0 --presets default-2000,fashion,sessions,reviews,purchases,grocery --out bench/results/decay_recovery.json | tee bench/results/decay_recovery.md
 	$(BIN)/python bench/bench_decay_fit.py --out bench/results/decay_fit.json
 
 # Every real log and preset, with the sequence model (alone, and offered to decayrec): several hours here.
