@@ -80,11 +80,8 @@ def _type_features(data: Sequences, half_life_by_type: np.ndarray, idx: np.ndarr
     return feats, comp
 
 
-WARM_SHARE = 3
-
-
 def _iterations(config: FitConfig, warm: bool) -> int:
-    return max(config.em_iterations // WARM_SHARE, 8) if warm else config.em_iterations
+    return max(config.em_iterations // 3, 8) if warm else config.em_iterations
 
 
 def _pooled(data: Sequences, config: FitConfig, idx: np.ndarray) -> tuple[Curve, EMResult]:
